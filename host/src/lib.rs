@@ -1,0 +1,16 @@
+//! Lambda-Hat host library: configs, data, the MLP and its backends,
+//! training, the artifact store and LLC tooling. The `lh-host` binary is a
+//! thin CLI over it.
+
+pub mod error;
+pub mod config;
+pub mod model;
+pub mod rng;
+pub mod data;
+pub mod backend;
+pub mod npz;
+pub mod store;
+pub mod train;
+pub mod target;
+pub mod truth;
+pub mod bench;

@@ -1,0 +1,258 @@
+//! `lh-host`: the Lambda-Hat command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lh_host::config::{self, Precision};
+use lh_host::store::Store;
+use lh_host::{backend, bench, target, truth};
+
+#[derive(Parser)]
+#[command(name = "lh-host", version, about = "Estimate the Local Learning Coefficient of small neural networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stage A: build the targets of an experiment file (data + trained w*) into the store.
+    Build {
+        /// Experiment file (RON), e.g. config/experiments/default.ron.
+        #[arg(long)]
+        config: PathBuf,
+        /// Experiment to link the targets into (default: the file's `name`).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// CPU threads (default: LH_THREADS or all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// List or inspect the targets in the store.
+    Targets {
+        #[command(subcommand)]
+        command: TargetsCommand,
+    },
+    /// Import a network trained elsewhere as a target (see README: "Importing a network").
+    Import {
+        /// The .npz holding X, Y, w_star, widths, activation, bias (and optionally X_test, Y_test, beta, gamma, loss).
+        #[arg(long)]
+        npz: PathBuf,
+        /// Experiment to link the target into.
+        #[arg(long, default_value = "dev")]
+        experiment: String,
+    },
+    /// The analytic learning coefficient of a deep linear network (Aoyagi 2024).
+    Truth {
+        /// A deep-linear target (identity activation, no biases, deep_linear teacher).
+        #[arg(long, conflicts_with_all = ["sizes", "rank"])]
+        target: Option<String>,
+        /// Layer sizes H_0,…,H_L (input, hidden…, output), e.g. 5,3,5.
+        #[arg(long, value_delimiter = ',', requires = "rank")]
+        sizes: Option<Vec<usize>>,
+        /// Rank of the true product W_L⋯W_1.
+        #[arg(long)]
+        rank: Option<usize>,
+    },
+    /// Throughput of the full-batch loss-and-gradient (chain-gradients/s, GFLOP/s).
+    Bench {
+        /// Model preset: small, base, relu_8_32_32, or a .ron path.
+        #[arg(long, default_value = "base")]
+        preset: String,
+        /// Chains per evaluation.
+        #[arg(long, default_value_t = 4)]
+        chains: usize,
+        /// Training rows (default: 20000 for base, 1000 for relu_8_32_32, 100 for small).
+        #[arg(long)]
+        n: Option<usize>,
+        /// Backend to measure.
+        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+        backend: BackendArg,
+        /// Precision (default: both).
+        #[arg(long, value_enum)]
+        precision: Option<Precision>,
+        /// Run the series C ∈ {1, 4, 16, 64} × n ∈ {10³, 10⁴, 10⁵} instead.
+        #[arg(long)]
+        series: bool,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+        /// CPU threads (default: LH_THREADS or all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TargetsCommand {
+    /// One line per target in the store.
+    Ls,
+    /// A target's meta.json, verified, and where its files are.
+    Show {
+        /// Target id (or a unique prefix).
+        id: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Cpu,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let store = Store::from_env();
+    match cli.command {
+        Command::Build { config, experiment, threads } => build(&store, &config, experiment, threads),
+        Command::Targets { command: TargetsCommand::Ls } => targets_ls(&store),
+        Command::Targets { command: TargetsCommand::Show { id } } => targets_show(&store, &id),
+        Command::Import { npz, experiment } => {
+            let b = target::import(&store, &npz, &experiment, backend::cpu::default_threads())?;
+            println!("{}  imported  D={} n={} L0={:.6e}", b.id, b.meta.d, b.meta.n, b.meta.l0);
+            Ok(())
+        }
+        Command::Truth { target, sizes, rank } => truth_cmd(&store, target, sizes, rank),
+        Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json } => {
+            let spec = config::model_preset(&preset)?;
+            let threads = threads.unwrap_or_else(backend::cpu::default_threads);
+            let precisions = precision.map_or(vec![Precision::F64, Precision::F32], |p| vec![p]);
+            let default_n = match preset.as_str() {
+                "small" => 100,
+                "relu_8_32_32" => 1000,
+                _ => 20_000,
+            };
+            let grid: Vec<(usize, usize)> = if series {
+                [1, 4, 16, 64].iter().flat_map(|&c| [1_000, 10_000, 100_000].map(|n| (c, n))).collect()
+            } else {
+                vec![(chains, n.unwrap_or(default_n))]
+            };
+            if !json {
+                println!("{:<14} {:<8} {:>4} {:>7} {:>7} {:>5} {:>12} {:>16} {:>9}", "preset", "backend", "prec", "D", "n", "C", "s/eval", "chain-grads/s", "GFLOP/s");
+            }
+            for (c, n) in grid {
+                for &p in &precisions {
+                    let r = bench::run(&preset, &spec, n, c, p, threads, reps)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "{:<14} {:<8} {:>4} {:>7} {:>7} {:>5} {:>12.3e} {:>16.1} {:>9.1}",
+                            r.preset, r.backend, r.precision, r.d, r.n, r.chains, r.seconds, r.chain_grads_per_s, r.gflops
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn build(store: &Store, path: &std::path::Path, experiment: Option<String>, threads: Option<usize>) -> Result<()> {
+    let exp = config::load_experiment(path)?;
+    let name = experiment.unwrap_or_else(|| exp.config.name.clone());
+    let threads = threads.unwrap_or_else(backend::cpu::default_threads);
+    for (i, cfg) in exp.targets.iter().enumerate() {
+        let bar = indicatif::ProgressBar::new(cfg.training.steps as u64).with_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("target {}/{}: training", i + 1, exp.targets.len()));
+        let built = target::build(store, cfg, &name, threads, |done, _| bar.set_position(done as u64))
+            .with_context(|| format!("{}: targets[{i}]", path.display()))?;
+        bar.finish_and_clear();
+        let m = &built.meta;
+        let how = if built.trained {
+            let t = m.training.as_ref().map_or(0.0, |t| t.wall_s);
+            format!("built in {t:.1} s")
+        } else {
+            "already in the store".to_string()
+        };
+        println!(
+            "{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}",
+            built.id,
+            m.d,
+            m.n,
+            m.l0,
+            m.beta,
+            m.gamma,
+            store.object_dir(&built.hash).display()
+        );
+    }
+    Ok(())
+}
+
+fn targets_ls(store: &Store) -> Result<()> {
+    let all = target::list(store)?;
+    if all.is_empty() {
+        println!("no targets in {}", store.home.display());
+        return Ok(());
+    }
+    println!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12}  created", "id", "kind", "D", "n", "sizes", "act", "L0");
+    for (_, hash) in all {
+        let m = store.load_meta::<target::TargetMeta>(&hash)?.meta;
+        let spec = m.source.model();
+        let kind = match m.source {
+            target::TargetSource::Built(_) => "built",
+            target::TargetSource::Imported(_) => "imported",
+        };
+        let sizes = spec.sizes().iter().map(ToString::to_string).collect::<Vec<_>>().join("-");
+        println!(
+            "{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12.5e}  {}",
+            m.target_id,
+            kind,
+            m.d,
+            m.n,
+            sizes,
+            format!("{:?}", spec.activation).to_lowercase(),
+            m.l0,
+            m.created
+        );
+    }
+    Ok(())
+}
+
+fn targets_show(store: &Store, id: &str) -> Result<()> {
+    let t = target::load(store, id)?;
+    println!("{}", serde_json::to_string_pretty(&store.load_meta::<serde_json::Value>(&t.hash)?)?);
+    println!("# files: {}", store.object_dir(&t.hash).join("payload").display());
+    Ok(())
+}
+
+fn truth_cmd(store: &Store, target_id: Option<String>, sizes: Option<Vec<usize>>, rank: Option<usize>) -> Result<()> {
+    let (sizes, rank) = match (target_id, sizes, rank) {
+        (Some(id), _, _) => {
+            let t = target::load(store, &id)?;
+            let spec = &t.spec;
+            let target::TargetSource::Built(cfg) = &t.meta.source else {
+                bail!("target {id} was imported: its true rank is unknown; use --sizes and --rank");
+            };
+            let config::TeacherConfig::DeepLinear { rank, .. } = cfg.teacher else {
+                bail!("target {id} has no deep_linear teacher, so it has no analytic learning coefficient");
+            };
+            if spec.activation != lh_host::model::Activation::Identity || spec.bias {
+                bail!("target {id} is not a deep linear network (its model needs activation identity and bias false)");
+            }
+            (spec.sizes(), rank)
+        }
+        (None, Some(s), Some(r)) => (s, r),
+        _ => bail!("give --target ID, or --sizes H0,…,HL with --rank R"),
+    };
+    let lambda = truth::dln_learning_coefficient(&sizes, rank)?;
+    println!("{lambda}");
+    Ok(())
+}
