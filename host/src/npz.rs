@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub enum Array<'a> {
     F64(&'a [usize], &'a [f64]),
     I64(&'a [usize], &'a [i64]),
+    /// A 0-d unicode string (numpy dtype `<U…`).
+    Str(&'a str),
 }
 
 /// An npz archive in memory, deflated, with pinned timestamps.
@@ -25,6 +27,7 @@ pub fn to_bytes(arrays: &[(&str, Array<'_>)]) -> Result<Vec<u8>> {
         match arr {
             Array::F64(shape, data) => write_one(&mut w, name, shape, data.iter().copied(), opts).map_err(io)?,
             Array::I64(shape, data) => write_one(&mut w, name, shape, data.iter().copied(), opts).map_err(io)?,
+            Array::Str(text) => write_str(&mut w, name, text, opts).map_err(io)?,
         }
     }
     let cursor = w.zip_writer().finish().map_err(|e| Error::invalid(format!("writing npz: {e}")))?;
@@ -41,6 +44,13 @@ fn write_one<T: npyz::AutoSerialize, W: std::io::Write + Seek>(
     let shape: Vec<u64> = shape.iter().map(|s| *s as u64).collect();
     let mut a = w.array::<T>(name, opts)?.default_dtype().shape(&shape).begin_nd()?;
     a.extend(data)?;
+    a.finish()
+}
+
+fn write_str<W: std::io::Write + Seek>(w: &mut npyz::npz::NpzWriter<W>, name: &str, text: &str, opts: zip::write::FileOptions) -> std::io::Result<()> {
+    let ts: npyz::TypeStr = format!("<U{}", text.chars().count().max(1)).parse().map_err(std::io::Error::other)?;
+    let mut a = w.array::<str>(name, opts)?.dtype(npyz::DType::Plain(ts)).shape(&[]).begin_nd()?;
+    a.push(text)?;
     a.finish()
 }
 
@@ -145,11 +155,12 @@ mod tests {
     fn round_trip_and_byte_identical() {
         let x = [1.0, 2.5, -3.0, 4.0, 5.0, 6.0];
         let w = [7i64, 8];
-        let a = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w))]).unwrap();
-        let b = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w))]).unwrap();
+        let a = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))]).unwrap();
+        let b = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))]).unwrap();
         assert_eq!(a, b);
         let mut z = Npz::from_bytes(a, Path::new("mem.npz")).unwrap();
-        assert_eq!(z.names(), vec!["X", "w"]);
+        assert_eq!(z.names(), vec!["X", "act", "w"]);
+        assert_eq!(z.string("act").unwrap(), "tanh");
         assert_eq!(z.f64("X").unwrap(), (vec![2, 3], x.to_vec()));
         assert_eq!(z.f64("w").unwrap().1, vec![7.0, 8.0]);
         let err = z.f64("Y").unwrap_err().to_string();

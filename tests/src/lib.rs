@@ -1,1 +1,124 @@
+//! Helpers for end-to-end tests that drive the real `lh-host` binary.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path to the `lh-host` binary of this build profile, built once per test process.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test-exe> → target/<profile>/lh-host
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let profile = dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "lh-host", "--bin", "lh-host"]).current_dir(repo());
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p lh-host failed");
+        dir.join(format!("lh-host{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// A scratch artifact home for one test.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+/// The result of one command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = Command::new(binary())
+            .args(args)
+            .env("LH_HOME", self.path().join("artifacts"))
+            .env("LH_THREADS", "2")
+            .current_dir(self.path())
+            .output()
+            .expect("run lh-host");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "lh-host {args:?} failed:\n{}", r.stderr);
+        r.stdout
+    }
+
+    /// Runs, asserts a clean failure (exit ≠ 0, one line on stderr, no panic) and returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_ne!(r.code, 0, "lh-host {args:?} should have failed; stdout:\n{}", r.stdout);
+        assert!(!r.stderr.contains("panicked"), "lh-host {args:?} panicked:\n{}", r.stderr);
+        let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected a one-line error from {args:?}, got:\n{}", r.stderr);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        lines[0].to_string()
+    }
+
+    /// Writes a file under this home and returns its path as a string.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write file");
+        p.to_string_lossy().into_owned()
+    }
+
+    /// Every store object folder (a build that failed must leave none behind).
+    pub fn objects(&self) -> Vec<PathBuf> {
+        let dir = self.path().join("artifacts/store/objects/sha256");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Files left in the store's temporary folder.
+    pub fn tmp_leftovers(&self) -> usize {
+        std::fs::read_dir(self.path().join("artifacts/store/tmp")).map(|rd| rd.count()).unwrap_or(0)
+    }
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A small, fast experiment file: the `small` preset trained for `steps` steps.
+pub fn tiny_experiment(seed: u64, extra_overrides: &str) -> String {
+    format!(
+        r#"(
+    name: "t",
+    targets: [
+        (model: "small", data: "small", seed: {seed},
+         overrides: (training: (steps: 300){extra_overrides})),
+    ],
+)"#
+    )
+}
