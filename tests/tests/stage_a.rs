@@ -263,3 +263,17 @@ fn every_subcommand_has_help() {
         assert!(out.contains("Usage: lh-host"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn shipped_configs_parse_and_the_smoke_grid_builds() {
+    let h = Home::new();
+    let dir = lh_tests::repo().join("config/experiments");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        lh_host::config::load_experiment(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    // Every input distribution, noise model, teacher kind and activation builds.
+    let out = h.ok(&["build", "--config", dir.join("smoke.ron").to_str().unwrap()]);
+    assert_eq!(out.lines().filter(|l| l.starts_with("tgt_")).count(), 7, "{out}");
+    assert_eq!(h.objects().len(), 7);
+}
