@@ -550,6 +550,41 @@ mod tests {
         }
     }
 
+    /// f32 gradient vs central finite differences of the f32 loss itself
+    /// (h = 1e-3, so f32 rounding of L, ~1e-7·L/h, stays small): relative L2
+    /// error below 1e-2. The tight check of f32 is against f64, below.
+    #[test]
+    fn f32_gradient_matches_finite_differences() {
+        for act in ACTS {
+            for bias in [true, false] {
+                for chains in [1, 3] {
+                    let (spec, data) = problem(act, bias, 41, vec![5, 4], 7);
+                    let mut b = CpuBackend::<f32>::new(&spec, &data, LossKind::Mse, chains, 2).unwrap();
+                    let pos: Vec<f64> = positions(&spec, chains, 8).iter().map(|v| *v as f32 as f64).collect();
+                    let (_, g) = eval(&mut b, &pos, Batch::Full);
+                    let d = spec.n_params();
+                    let h = 1e-3;
+                    let (mut lp, mut lm) = (vec![0.0; chains], vec![0.0; chains]);
+                    let mut fd = vec![0.0; g.len()];
+                    for i in 0..d {
+                        let (mut p, mut m) = (pos.clone(), pos.clone());
+                        for c in 0..chains {
+                            p[c * d + i] += h;
+                            m[c * d + i] -= h;
+                        }
+                        b.loss_grad(&p, Batch::Full, &mut lp, None).unwrap();
+                        b.loss_grad(&m, Batch::Full, &mut lm, None).unwrap();
+                        for c in 0..chains {
+                            fd[c * d + i] = (lp[c] - lm[c]) / (2.0 * h);
+                        }
+                    }
+                    let e = rel_l2(&g, &fd);
+                    assert!(e < 1e-2, "{act:?} bias={bias} C={chains}: f32 rel L2 {e}");
+                }
+            }
+        }
+    }
+
     /// f32 vs the f64 reference: loss within 1e-5 relative, gradient within
     /// 1e-4 relative L2, on a problem large enough to use several tiles and
     /// both threads.
