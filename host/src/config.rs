@@ -260,14 +260,21 @@ pub struct TargetOverrides {
     pub posterior: Option<PosteriorPatch>,
 }
 
-/// One target of an experiment: preset names plus overrides.
+/// One target of an experiment: preset names plus overrides, or a quadratic
+/// test target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
-    /// Model preset name or path.
-    pub model: String,
-    /// Data preset name or path.
-    pub data: String,
+    /// Model preset name or path (MLP targets).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Data preset name or path (MLP targets).
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Instead of model and data: the quadratic target L(θ) = ½‖θ − θ*‖²,
+    /// whose λ̂ is exactly D·nβ/(2(nβ + γ)).
+    #[serde(default)]
+    pub quadratic: Option<QuadraticSpec>,
     /// Teacher preset name or path.
     #[serde(default = "default_teacher")]
     pub teacher: String,
@@ -277,6 +284,34 @@ pub struct TargetSpec {
     /// Per-target overrides.
     #[serde(default)]
     pub overrides: TargetOverrides,
+}
+
+/// Size of a quadratic target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticSpec {
+    /// Dimension D.
+    pub dim: usize,
+    /// The n that sets β (and nβ); there is no data.
+    pub n: usize,
+}
+
+/// A resolved quadratic target: L(θ) = ½‖θ − θ*‖² with θ* = 0, so L0 = 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticConfig {
+    pub dim: usize,
+    pub n: usize,
+    pub posterior: PosteriorConfig,
+}
+
+/// What a target spec resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetRecipe {
+    /// A teacher–student MLP target: generate data, train to w*.
+    Mlp(TargetConfig),
+    /// A quadratic test target.
+    Quadratic(QuadraticConfig),
 }
 
 fn default_teacher() -> String {
@@ -408,14 +443,20 @@ pub fn model_preset(name: &str) -> Result<crate::model::MlpSpec> {
 #[derive(Debug, Clone)]
 pub struct Experiment {
     pub config: ExperimentConfig,
-    pub targets: Vec<TargetConfig>,
+    pub targets: Vec<TargetRecipe>,
     pub path: PathBuf,
 }
 
 /// Reads an experiment file and resolves every target (presets, shared
 /// settings, overrides, width inference) and validates it.
 pub fn load_experiment(path: &Path) -> Result<Experiment> {
-    let config: ExperimentConfig = read_ron(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_experiment(&text, path)
+}
+
+/// Parses experiment text as if read from `path` (presets by path resolve relative to it).
+pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
+    let config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     crate::ensure!(!config.targets.is_empty(), "{}: `targets` is empty", path.display());
     crate::ensure!(config.chains >= 1, "{}: `chains` must be ≥ 1", path.display());
@@ -444,9 +485,25 @@ pub fn resolve_target(
     shared_training: &TrainingPatch,
     shared_posterior: &PosteriorPatch,
     base_dir: &Path,
-) -> Result<TargetConfig> {
-    let mut model: ModelConfig = load_preset("model", &spec.model, base_dir)?;
-    let mut data: DataConfig = load_preset("data", &spec.data, base_dir)?;
+) -> Result<TargetRecipe> {
+    let (model_name, data_name) = match (&spec.model, &spec.data, &spec.quadratic) {
+        (None, None, Some(q)) => {
+            crate::ensure!(spec.overrides.model.is_none() && spec.overrides.data.is_none() && spec.overrides.teacher.is_none() && spec.overrides.training.is_none(),
+                "a quadratic target takes only posterior overrides");
+            crate::ensure!(q.dim >= 1 && q.n >= 1, "quadratic needs dim ≥ 1 and n ≥ 1");
+            let mut posterior = PosteriorConfig::default();
+            shared_posterior.apply(&mut posterior);
+            if let Some(p) = &spec.overrides.posterior {
+                p.apply(&mut posterior);
+            }
+            posterior.validate()?;
+            return Ok(TargetRecipe::Quadratic(QuadraticConfig { dim: q.dim, n: q.n, posterior }));
+        }
+        (Some(m), Some(d), None) => (m, d),
+        _ => return Err(Error::invalid("a target needs `model` and `data`, or `quadratic` alone")),
+    };
+    let mut model: ModelConfig = load_preset("model", model_name, base_dir)?;
+    let mut data: DataConfig = load_preset("data", data_name, base_dir)?;
     let mut teacher: TeacherConfig = load_preset("teacher", &spec.teacher, base_dir)?;
     let mut training = TrainingConfig::default();
     let mut posterior = PosteriorConfig::default();
@@ -470,7 +527,7 @@ pub fn resolve_target(
     }
     let target = TargetConfig { seed: spec.seed, model: crate::model::MlpSpec::from_config(&model)?, data, teacher, training, posterior };
     target.validate()?;
-    Ok(target)
+    Ok(TargetRecipe::Mlp(target))
 }
 
 impl DataConfig {

@@ -14,3 +14,8 @@ pub mod train;
 pub mod target;
 pub mod truth;
 pub mod bench;
+pub mod diagnostics;
+pub mod estimate;
+pub mod posterior;
+pub mod plugins;
+pub mod sample;

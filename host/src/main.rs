@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lh_host::config::{self, Precision};
 use lh_host::store::Store;
-use lh_host::{backend, bench, target, truth};
+use lh_host::{backend, bench, plugins, sample, target, truth};
 
 #[derive(Parser)]
 #[command(name = "lh-host", version, about = "Estimate the Local Learning Coefficient of small neural networks")]
@@ -30,6 +30,27 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Stage B: run a sampler plugin on a stored target; writes traces.npz and manifest.json.
+    Sample {
+        /// Target id (or a unique prefix).
+        #[arg(long)]
+        target: String,
+        #[command(flatten)]
+        args: SampleArgs,
+    },
+    /// The main job in one command: build or reuse a target, sample it, report λ̂ ± SE, R̂ and ESS.
+    Run {
+        /// Experiment file whose first target is used (default: the built-in config/experiments/default.ron).
+        #[arg(long = "target-config", conflicts_with = "target")]
+        target_config: Option<PathBuf>,
+        /// Use this stored target instead.
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        args: SampleArgs,
+    },
+    /// List the sampler plugins found: name, version, API version, path, help and default config.
+    Plugins,
     /// List or inspect the targets in the store.
     Targets {
         #[command(subcommand)]
@@ -88,6 +109,39 @@ enum Command {
     },
 }
 
+/// Options shared by `sample` and `run`.
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// Sampler plugin: a name (found in LH_PLUGIN_PATH or beside lh-host) or a path to its library.
+    #[arg(long)]
+    plugin: String,
+    /// Plugin config file (RON struct of overrides, e.g. `(draws: 2000)`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one plugin config key (RON value), repeatable: --set draws=2000.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Number of chains.
+    #[arg(long, default_value_t = 4)]
+    chains: usize,
+    /// Run seed (each chain gets its own stream from it).
+    #[arg(long, default_value_t = 12345)]
+    seed: u64,
+    /// Evaluation backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
+    /// Arithmetic precision (default: the target's training precision; giving
+    /// another one is how a mismatch is asked for, and the manifest records both).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Experiment the run is filed under.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// CPU threads (default: LH_THREADS or all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum TargetsCommand {
     /// One line per target in the store.
@@ -126,6 +180,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Truth { target, sizes, rank } => truth_cmd(&store, target, sizes, rank),
+        Command::Sample { target, args } => {
+            let t = target::load(&store, &target)?;
+            run_sampler(&store, &t, args, "dev").map(|_| ())
+        }
+        Command::Run { target_config, target, args } => run_cmd(&store, target_config, target, args),
+        Command::Plugins => plugins_cmd(),
         Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json } => {
             let spec = config::model_preset(&preset)?;
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
@@ -166,7 +226,11 @@ fn build(store: &Store, path: &std::path::Path, experiment: Option<String>, thre
     let name = experiment.unwrap_or_else(|| exp.config.name.clone());
     let threads = threads.unwrap_or_else(backend::cpu::default_threads);
     for (i, cfg) in exp.targets.iter().enumerate() {
-        let bar = indicatif::ProgressBar::new(cfg.training.steps as u64).with_style(
+        let steps = match cfg {
+            config::TargetRecipe::Mlp(c) => c.training.steps,
+            config::TargetRecipe::Quadratic(_) => 0,
+        };
+        let bar = indicatif::ProgressBar::new(steps as u64).with_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed})")
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -205,20 +269,21 @@ fn targets_ls(store: &Store) -> Result<()> {
     println!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12}  created", "id", "kind", "D", "n", "sizes", "act", "L0");
     for (_, hash) in all {
         let m = store.load_meta::<target::TargetMeta>(&hash)?.meta;
-        let spec = m.source.model();
-        let kind = match m.source {
-            target::TargetSource::Built(_) => "built",
-            target::TargetSource::Imported(_) => "imported",
+        let (sizes, act) = match m.source.mlp() {
+            Some(spec) => (
+                spec.sizes().iter().map(ToString::to_string).collect::<Vec<_>>().join("-"),
+                format!("{:?}", spec.activation).to_lowercase(),
+            ),
+            None => ("-".to_string(), "-".to_string()),
         };
-        let sizes = spec.sizes().iter().map(ToString::to_string).collect::<Vec<_>>().join("-");
         println!(
             "{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12.5e}  {}",
             m.target_id,
-            kind,
+            m.source.kind(),
             m.d,
             m.n,
             sizes,
-            format!("{:?}", spec.activation).to_lowercase(),
+            act,
             m.l0,
             m.created
         );
@@ -237,7 +302,9 @@ fn truth_cmd(store: &Store, target_id: Option<String>, sizes: Option<Vec<usize>>
     let (sizes, rank) = match (target_id, sizes, rank) {
         (Some(id), _, _) => {
             let t = target::load(store, &id)?;
-            let spec = &t.spec;
+            let target::TargetModel::Mlp { spec, .. } = &t.model else {
+                bail!("target {id} is quadratic: its learning coefficient is D/2 in the limit, not a deep linear network's");
+            };
             let target::TargetSource::Built(cfg) = &t.meta.source else {
                 bail!("target {id} was imported: its true rank is unknown; use --sizes and --rank");
             };
@@ -254,5 +321,119 @@ fn truth_cmd(store: &Store, target_id: Option<String>, sizes: Option<Vec<usize>>
     };
     let lambda = truth::dln_learning_coefficient(&sizes, rank)?;
     println!("{lambda}");
+    Ok(())
+}
+
+/// Raised by Ctrl-C: plugins see it through `should_stop()`. A second Ctrl-C exits at once.
+fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: finishing the current draw and keeping the traces (Ctrl-C again to abort)");
+    });
+    flag
+}
+
+fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &str) -> Result<sample::Outcome> {
+    let BackendArg::Cpu = a.backend;
+    let path = plugins::resolve(&a.plugin)?;
+    let plugin = plugins::load(&path)?;
+    let config = sample::resolve_config(&plugin.info.default_config, &plugin.info.name, a.config.as_deref(), &a.sets)?;
+    let req = sample::Request {
+        target: t,
+        plugin,
+        config,
+        chains: a.chains,
+        seed: a.seed,
+        precision: a.precision.unwrap_or(t.meta.precision),
+        threads: a.threads.unwrap_or_else(backend::cpu::default_threads),
+        experiment: a.experiment.unwrap_or_else(|| default_exp.to_string()),
+        stop: stop_flag(),
+        show_progress: true,
+    };
+    if a.chains == 0 {
+        bail!("--chains must be ≥ 1");
+    }
+    let out = sample::run(store, req)?;
+    let m = &out.manifest;
+    match &m.llc {
+        Some(e) => {
+            println!(
+                "λ̂ = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
+                e.mean,
+                e.se,
+                e.n_beta,
+                e.l0,
+                e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+            );
+            match e.rhat {
+                Some(r) => println!("R̂(L_n) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
+                None => println!("independent draws: {} in all", e.ess_bulk),
+            }
+        }
+        None => println!("no draws after burn-in: no estimate"),
+    }
+    println!(
+        "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}",
+        m.plugin.name,
+        m.plugin.version,
+        m.chains,
+        m.draws,
+        m.burn_in,
+        m.timings.get("total").copied().unwrap_or(0.0),
+        m.work.grad_evals_fge,
+        m.work.loss_evals,
+        if m.status == sample::Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
+    );
+    println!("run: {}", out.dir.display());
+    Ok(out)
+}
+
+/// The default experiment, built into the binary so `run` works from anywhere.
+const DEFAULT_EXPERIMENT: &str = include_str!("../../config/experiments/default.ron");
+
+fn run_cmd(store: &Store, target_config: Option<PathBuf>, target_id: Option<String>, args: SampleArgs) -> Result<()> {
+    let threads = args.threads.unwrap_or_else(backend::cpu::default_threads);
+    let (t, exp) = match target_id {
+        Some(id) => (target::load(store, &id)?, "dev".to_string()),
+        None => {
+            let exp = match &target_config {
+                Some(p) => config::load_experiment(p)?,
+                None => config::parse_experiment(DEFAULT_EXPERIMENT, std::path::Path::new("config/experiments/default.ron"))?,
+            };
+            let recipe = exp.targets.first().context("the experiment has no targets")?;
+            let built = target::build(store, recipe, &exp.config.name, threads, |_, _| {})?;
+            println!(
+                "target {} (D = {}, n = {}, L0 = {:.6e}){}",
+                built.id,
+                built.meta.d,
+                built.meta.n,
+                built.meta.l0,
+                if built.trained { ", built now" } else { ", from the store" }
+            );
+            (target::load(store, &built.id)?, exp.config.name.clone())
+        }
+    };
+    run_sampler(store, &t, args, &exp).map(|_| ())
+}
+
+fn plugins_cmd() -> Result<()> {
+    let paths = plugins::discover_paths();
+    if paths.is_empty() {
+        println!("no plugins found in: {}", plugins::search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    for p in paths {
+        match plugins::load(&p) {
+            Ok(l) => {
+                let i = &l.info;
+                println!("{} {} (plugin API {})\n  path: {}\n  {}\n  defaults: {}\n", i.name, i.version, i.api_version, i.path.display(), i.help, i.default_config);
+            }
+            Err(e) => println!("(unloadable) {e}\n"),
+        }
+    }
     Ok(())
 }

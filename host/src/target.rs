@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{cpu, Dataset};
-use crate::config::{LossKind, PosteriorConfig, Precision, TargetConfig};
+use crate::backend::quadratic::QuadraticBackend;
+use crate::backend::Backend;
+use crate::config::{LossKind, PosteriorConfig, Precision, QuadraticConfig, TargetConfig, TargetRecipe};
 use crate::error::{Error, Result};
 use crate::model::{Activation, MlpSpec};
 use crate::npz::{self, Array, Npz};
@@ -28,6 +30,8 @@ pub enum TargetSource {
     Built(TargetConfig),
     /// Imported by `lh-host import` from an npz of a network trained elsewhere.
     Imported(ImportedConfig),
+    /// The quadratic test target L(θ) = ½‖θ − θ*‖², θ* = 0.
+    Quadratic(QuadraticConfig),
 }
 
 /// The config of an imported target.
@@ -51,16 +55,28 @@ impl TargetSource {
     pub fn id(&self) -> String {
         format!("tgt_{}", &sha256_hex(self.canonical_json().as_bytes())[..12])
     }
-    pub fn model(&self) -> &MlpSpec {
+    /// The MLP, for MLP targets.
+    pub fn mlp(&self) -> Option<&MlpSpec> {
         match self {
-            TargetSource::Built(c) => &c.model,
-            TargetSource::Imported(c) => &c.model,
+            TargetSource::Built(c) => Some(&c.model),
+            TargetSource::Imported(c) => Some(&c.model),
+            TargetSource::Quadratic(_) => None,
         }
     }
+    /// The posterior settings.
     pub fn posterior(&self) -> &PosteriorConfig {
         match self {
             TargetSource::Built(c) => &c.posterior,
             TargetSource::Imported(c) => &c.posterior,
+            TargetSource::Quadratic(c) => &c.posterior,
+        }
+    }
+    /// `built`, `imported` or `quadratic`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetSource::Built(_) => "built",
+            TargetSource::Imported(_) => "imported",
+            TargetSource::Quadratic(_) => "quadratic",
         }
     }
 }
@@ -104,10 +120,28 @@ pub struct TargetMeta {
 pub struct Target {
     pub hash: String,
     pub meta: TargetMeta,
-    pub spec: MlpSpec,
-    pub train: Dataset,
-    pub test: Dataset,
+    pub model: TargetModel,
+    /// θ* (D values).
     pub w_star: Vec<f64>,
+}
+
+/// What evaluates a target's loss.
+#[derive(Debug, Clone)]
+pub enum TargetModel {
+    /// An MLP with its training and test data.
+    Mlp { spec: MlpSpec, train: Dataset, test: Dataset },
+    /// L(θ) = ½‖θ − θ*‖².
+    Quadratic,
+}
+
+impl Target {
+    /// A backend evaluating this target's L_n for `chains` chains.
+    pub fn backend(&self, chains: usize, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
+        match &self.model {
+            TargetModel::Mlp { spec, train, .. } => cpu::new_backend(spec, train, self.meta.loss, chains, precision, threads),
+            TargetModel::Quadratic => Ok(Box::new(QuadraticBackend::new(self.w_star.clone(), self.meta.n, chains))),
+        }
+    }
 }
 
 fn now_utc() -> String {
@@ -165,14 +199,73 @@ pub struct Built {
 }
 
 /// Builds (or reuses) one target and links it into experiment `exp`.
-pub fn build(store: &Store, cfg: &TargetConfig, exp: &str, threads: usize, progress: impl FnMut(usize, usize)) -> Result<Built> {
-    let source = TargetSource::Built(cfg.clone());
+pub fn build(store: &Store, recipe: &TargetRecipe, exp: &str, threads: usize, progress: impl FnMut(usize, usize)) -> Result<Built> {
+    let source = match recipe {
+        TargetRecipe::Mlp(c) => TargetSource::Built(c.clone()),
+        TargetRecipe::Quadratic(q) => TargetSource::Quadratic(q.clone()),
+    };
     let id = source.id();
     if let Some(hash) = find(store, &id)? {
         let meta = store.load_meta::<TargetMeta>(&hash)?.meta;
         store.link(exp, "targets", &id, &hash)?;
         return Ok(Built { id, hash, trained: false, meta });
     }
+    let built = match recipe {
+        TargetRecipe::Mlp(cfg) => build_mlp(store, cfg, source, threads, progress)?,
+        TargetRecipe::Quadratic(q) => build_quadratic(store, q, source)?,
+    };
+    store.link(exp, "targets", &built.id, &built.hash)?;
+    Ok(built)
+}
+
+/// Stores a quadratic target: θ* = 0, L0 = 0.
+fn build_quadratic(store: &Store, q: &QuadraticConfig, source: TargetSource) -> Result<Built> {
+    let id = source.id();
+    let w_star = vec![0.0; q.dim];
+    let d = [q.dim];
+    let payload = [
+        ("config.json", source.canonical_json().into_bytes()),
+        ("params.npz", npz::to_bytes(&[("w_star", Array::F64(&d, &w_star))])?),
+    ];
+    let meta = new_meta(&id, source, q.dim, q.n, 0, 0.0, Precision::F64, None);
+    let hash = store.commit(&payload, meta.clone())?;
+    Ok(Built { id, hash, trained: false, meta })
+}
+
+/// Target metadata with the build-independent fields filled in.
+#[allow(clippy::too_many_arguments)]
+fn new_meta(
+    id: &str,
+    source: TargetSource,
+    d: usize,
+    n: usize,
+    n_test: usize,
+    l0: f64,
+    precision: Precision,
+    training: Option<TrainingSummary>,
+) -> TargetMeta {
+    let p = source.posterior();
+    TargetMeta {
+        object_type: "target".into(),
+        target_id: id.to_string(),
+        d,
+        n,
+        n_test,
+        loss: p.loss,
+        l0,
+        beta: p.beta(n),
+        gamma: p.gamma(d),
+        precision,
+        training,
+        source,
+        created: now_utc(),
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: git_commit(),
+    }
+}
+
+fn build_mlp(store: &Store, cfg: &TargetConfig, source: TargetSource, threads: usize, progress: impl FnMut(usize, usize)) -> Result<Built> {
+    let id = source.id();
     let start = std::time::Instant::now();
     let spec = &cfg.model;
     let gen = crate::data::generate(&cfg.data, &cfg.teacher, spec, cfg.seed)?;
@@ -192,30 +285,14 @@ pub fn build(store: &Store, cfg: &TargetConfig, exp: &str, threads: usize, progr
         ("training.csv", csv),
     ];
     let final_test = trained.curve.last().map(|p| p.test).filter(|t| t.is_finite());
-    let meta = TargetMeta {
-        object_type: "target".into(),
-        target_id: id.clone(),
-        d: spec.n_params(),
-        n: gen.train.n,
-        n_test: gen.test.n,
-        loss: cfg.posterior.loss,
-        l0: trained.l0,
-        beta: cfg.posterior.beta(gen.train.n),
-        gamma: cfg.posterior.gamma(spec.n_params()),
-        precision: cfg.training.precision,
-        training: Some(TrainingSummary {
-            steps_run: trained.steps_run,
-            early_stopped: trained.early_stopped,
-            final_test_loss: final_test,
-            wall_s: start.elapsed().as_secs_f64(),
-        }),
-        source,
-        created: now_utc(),
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: git_commit(),
+    let summary = TrainingSummary {
+        steps_run: trained.steps_run,
+        early_stopped: trained.early_stopped,
+        final_test_loss: final_test,
+        wall_s: start.elapsed().as_secs_f64(),
     };
+    let meta = new_meta(&id, source, spec.n_params(), gen.train.n, gen.test.n, trained.l0, cfg.training.precision, Some(summary));
     let hash = store.commit(&payload, meta.clone())?;
-    store.link(exp, "targets", &id, &hash)?;
     Ok(Built { id, hash, trained: true, meta })
 }
 
@@ -290,23 +367,7 @@ pub fn import(store: &Store, path: &Path, exp: &str, threads: usize) -> Result<B
         ("data.npz", data_npz(&train, &test, None)?),
         ("params.npz", params_npz(&spec, &w_star, None)?),
     ];
-    let meta = TargetMeta {
-        object_type: "target".into(),
-        target_id: id.clone(),
-        d: spec.n_params(),
-        n: train.n,
-        n_test: test.n,
-        loss: posterior.loss,
-        l0: l0[0],
-        beta: posterior.beta(train.n),
-        gamma: posterior.gamma(spec.n_params()),
-        precision: Precision::F64,
-        training: None,
-        source,
-        created: now_utc(),
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: git_commit(),
-    };
+    let meta = new_meta(&id, source, spec.n_params(), train.n, test.n, l0[0], Precision::F64, None);
     let hash = store.commit(&payload, meta.clone())?;
     store.link(exp, "targets", &id, &hash)?;
     Ok(Built { id, hash, trained: false, meta })
@@ -355,34 +416,28 @@ pub fn load(store: &Store, id: &str) -> Result<Target> {
         Error::invalid(format!("no target `{id}` in the store at {} (see `lh-host targets ls`)", store.home.display()))
     })?;
     let ObjectMeta { meta, .. } = store.load_meta::<TargetMeta>(&hash)?;
-    let spec = meta.source.model().clone();
+    let ppath = store.payload_path(&hash, "params.npz");
+    let (_, w_star) = Npz::open(&ppath)?.f64("w_star")?;
+    if w_star.len() != meta.d {
+        return Err(Error::bad_file(&ppath, format!("w_star has {} values but the target has D = {}", w_star.len(), meta.d)));
+    }
+    let Some(spec) = meta.source.mlp().cloned() else {
+        return Ok(Target { hash, meta, model: TargetModel::Quadratic, w_star });
+    };
+    if spec.n_params() != meta.d {
+        return Err(Error::bad_file(&ppath, format!("the model has D = {} but meta.json says {}", spec.n_params(), meta.d)));
+    }
     let dpath: PathBuf = store.payload_path(&hash, "data.npz");
     let mut data = Npz::open(&dpath)?;
-    let read = |z: &mut Npz, name: &str, rows: usize, cols: usize, p: &Path| -> Result<Vec<f64>> {
-        let (shape, v) = z.f64(name)?;
+    let mut read = |name: &str, rows: usize, cols: usize| -> Result<Vec<f64>> {
+        let (shape, v) = data.f64(name)?;
         if shape != [rows, cols] {
-            return Err(Error::bad_file(p, format!("`{name}` has shape {shape:?}, expected [{rows}, {cols}]")));
+            return Err(Error::bad_file(&dpath, format!("`{name}` has shape {shape:?}, expected [{rows}, {cols}]")));
         }
         Ok(v)
     };
-    let train = Dataset {
-        x: read(&mut data, "X", meta.n, spec.in_dim, &dpath)?,
-        y: read(&mut data, "Y", meta.n, spec.out_dim, &dpath)?,
-        n: meta.n,
-        d_in: spec.in_dim,
-        d_out: spec.out_dim,
-    };
-    let test = Dataset {
-        x: read(&mut data, "X_test", meta.n_test, spec.in_dim, &dpath)?,
-        y: read(&mut data, "Y_test", meta.n_test, spec.out_dim, &dpath)?,
-        n: meta.n_test,
-        d_in: spec.in_dim,
-        d_out: spec.out_dim,
-    };
-    let ppath = store.payload_path(&hash, "params.npz");
-    let (_, w_star) = Npz::open(&ppath)?.f64("w_star")?;
-    if w_star.len() != spec.n_params() || meta.d != spec.n_params() {
-        return Err(Error::bad_file(&ppath, format!("w_star has {} values but the model has D = {}", w_star.len(), spec.n_params())));
-    }
-    Ok(Target { hash, meta, spec, train, test, w_star })
+    let (d_in, d_out) = (spec.in_dim, spec.out_dim);
+    let train = Dataset { x: read("X", meta.n, d_in)?, y: read("Y", meta.n, d_out)?, n: meta.n, d_in, d_out };
+    let test = Dataset { x: read("X_test", meta.n_test, d_in)?, y: read("Y_test", meta.n_test, d_out)?, n: meta.n_test, d_in, d_out };
+    Ok(Target { hash, meta, model: TargetModel::Mlp { spec, train, test }, w_star })
 }

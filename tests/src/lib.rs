@@ -18,7 +18,7 @@ pub fn binary() -> &'static Path {
         let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
         let profile = dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "lh-host", "--bin", "lh-host"]).current_dir(repo());
+        cmd.args(["build", "-q", "-p", "lh-host", "-p", "lh-sampler-misbehave"]).current_dir(repo());
         if profile == "release" {
             cmd.arg("--release");
         }
@@ -26,6 +26,32 @@ pub fn binary() -> &'static Path {
         assert!(status.success(), "cargo build -p lh-host failed");
         dir.join(format!("lh-host{}", std::env::consts::EXE_SUFFIX))
     })
+}
+
+/// The build's target folder (target/), from this test executable's path.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target/").to_path_buf()
+}
+
+/// Builds an out-of-workspace plugin crate (debug) into the shared target
+/// folder, so it lands beside lh-host; returns the library's path.
+pub fn build_plugin_crate(manifest_dir: &Path, lib_name: &str) -> PathBuf {
+    binary();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--manifest-path"])
+        .arg(manifest_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {} failed", manifest_dir.display());
+    target_dir().join("debug").join(format!("{}{lib_name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+/// The example random-walk Metropolis plugin, built once per test process.
+pub fn example_plugin() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| build_plugin_crate(&repo().join("plugins/example-rwm"), "lh_sampler_rwm"))
 }
 
 /// A scratch artifact home for one test.

@@ -5,6 +5,7 @@
 //! keep their state in f64); a backend may compute in f32 internally.
 
 pub mod cpu;
+pub mod quadratic;
 
 use serde::Serialize;
 
