@@ -296,17 +296,52 @@ macro_rules! export_sampler {
 
 /// Runs `f`, turning a panic into a fatal [`SamplerError`] (a panic must
 /// never unwind across the plugin boundary). Wrap the body of `run` in it.
+/// Inside `guard` the panic message and location go into the error instead
+/// of being printed by the default panic hook.
 pub fn guard<T>(f: impl FnOnce() -> Result<T, SamplerError>) -> SResult<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_panics::install();
+    quiet_panics::ACTIVE.with(|a| a.set(a.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    quiet_panics::ACTIVE.with(|a| a.set(a.get() - 1));
+    match r {
         Ok(r) => r.into(),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic payload".into());
+        Err(_) => {
+            let msg = quiet_panics::LAST.with(|l| l.take()).unwrap_or_else(|| "unknown panic".into());
             RResult::RErr(SamplerError::fatal(format!("the plugin panicked: {msg}")))
         }
+    }
+}
+
+/// A panic hook that, inside [`guard`], keeps the message for the error
+/// instead of printing it; outside, it defers to the previous hook.
+mod quiet_panics {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Once;
+
+    thread_local! {
+        pub static ACTIVE: Cell<u32> = const { Cell::new(0) };
+        pub static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if ACTIVE.with(Cell::get) > 0 {
+                    let payload = info.payload();
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic payload".into());
+                    let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+                    LAST.with(|l| *l.borrow_mut() = Some(format!("{msg}{at}")));
+                } else {
+                    previous(info);
+                }
+            }));
+        });
     }
 }
 
