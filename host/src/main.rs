@@ -106,6 +106,10 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Measure instead the host-side cost of a `logdensity_and_grad` call
+        /// through the plugin ABI vs a direct backend call (quadratic target, --n = D).
+        #[arg(long)]
+        abi_overhead: bool,
     },
 }
 
@@ -186,7 +190,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { target_config, target, args } => run_cmd(&store, target_config, target, args),
         Command::Plugins => plugins_cmd(),
-        Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json } => {
+        Command::Bench { abi_overhead: true, chains, n, json, .. } => {
+            let r = bench::abi_overhead(n.unwrap_or(1000), chains, 100_000)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "D = {}, C = {}: direct {:.3} µs/call, through the ABI {:.3} µs/call (overhead {:.3} µs, including the localisation term)",
+                    r.d, r.chains, r.direct_us, r.via_abi_us, r.via_abi_us - r.direct_us
+                );
+            }
+            Ok(())
+        }
+        Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json, abi_overhead: false } => {
             let spec = config::model_preset(&preset)?;
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
             let precisions = precision.map_or(vec![Precision::F64, Precision::F32], |p| vec![p]);
