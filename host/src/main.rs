@@ -117,7 +117,7 @@ enum Command {
 #[derive(clap::Args)]
 struct SampleArgs {
     /// Sampler plugin: a name (found in LH_PLUGIN_PATH or beside lh-host) or a path to its library.
-    #[arg(long)]
+    #[arg(long, default_value = "hmc")]
     plugin: String,
     /// Plugin config file (RON struct of overrides, e.g. `(draws: 2000)`).
     #[arg(long)]

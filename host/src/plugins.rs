@@ -66,7 +66,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     dirs.iter().map(|d| d.join(&fname)).find(|p| p.exists()).ok_or_else(|| {
         let found = discover_paths().iter().filter_map(|p| plugin_name_of(p)).collect::<Vec<_>>().join(", ");
         Error::invalid(format!(
-            "no plugin `{spec}` ({fname}) in LH_PLUGIN_PATH or beside lh-host ({}); available: {}",
+            "no plugin `{spec}` ({fname}) in LH_PLUGIN_PATH or beside lh-host ({}); available: {} (`cargo build --release --workspace` builds the built-in ones)",
             dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
             if found.is_empty() { "none".to_string() } else { found }
         ))

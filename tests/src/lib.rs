@@ -9,7 +9,8 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// Path to the `lh-host` binary of this build profile, built once per test process.
+/// Path to the `lh-host` binary of this build profile (and the workspace's
+/// plugins beside it), built once per test process.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -18,7 +19,7 @@ pub fn binary() -> &'static Path {
         let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
         let profile = dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "lh-host", "-p", "lh-sampler-misbehave"]).current_dir(repo());
+        cmd.args(["build", "-q", "--workspace"]).current_dir(repo());
         if profile == "release" {
             cmd.arg("--release");
         }
@@ -46,6 +47,12 @@ pub fn build_plugin_crate(manifest_dir: &Path, lib_name: &str) -> PathBuf {
     let status = cmd.status().expect("run cargo build");
     assert!(status.success(), "building {} failed", manifest_dir.display());
     target_dir().join(profile).join(format!("{}{lib_name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+/// The misbehaving test plugin, built once per test process.
+pub fn misbehave_plugin() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| build_plugin_crate(&repo().join("tests/fixtures/misbehave"), "lh_sampler_misbehave"))
 }
 
 /// The example random-walk Metropolis plugin, built once per test process.

@@ -171,7 +171,7 @@ fn a_plugin_built_against_an_incompatible_api_is_refused() {
 #[test]
 fn plugin_failures_keep_what_was_recorded() {
     let h = Home::new();
-    lh_tests::binary();
+    lh_tests::misbehave_plugin();
     let id = build_tiny(&h);
     let sample = |mode: &str| h.run(&["sample", "--target", &id, "--plugin", "misbehave", "--set", &format!("mode=\"{mode}\"")]);
 
