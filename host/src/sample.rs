@@ -329,48 +329,63 @@ fn write_run_dir(
     Ok(dir)
 }
 
+/// The top-level fields of a RON struct, each value kept as its raw text (so
+/// enum identifiers, comments and formatting survive the merge).
+struct RonFields(Vec<(String, Box<ron::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for RonFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RonFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a struct like (key: value, …)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<RonFields, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Box<ron::value::RawValue>>()? {
+                    v.push(entry);
+                }
+                Ok(RonFields(v))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<RonFields, E> {
+                Ok(RonFields(Vec::new()))
+            }
+        }
+        d.deserialize_any(Fields)
+    }
+}
+
 /// Merges a plugin's default RON config with a config file and `key=value`
 /// overrides. Every key must exist in the defaults; the result is RON struct syntax.
 pub fn resolve_config(defaults: &str, plugin: &str, file: Option<&Path>, sets: &[String]) -> Result<String> {
-    let parse_map = |text: &str, what: &str| -> Result<BTreeMap<String, ron::Value>> {
-        let v: ron::Value = crate::config::parse_ron(text, what)?;
-        match v {
-            ron::Value::Map(m) => m
-                .into_iter()
-                .map(|(k, v)| match k {
-                    ron::Value::String(s) => Ok((s, v)),
-                    other => Err(Error::invalid(format!("{what}: key {other:?} is not a name"))),
-                })
-                .collect(),
-            ron::Value::Unit => Ok(BTreeMap::new()),
-            _ => Err(Error::invalid(format!("{what}: expected a struct like (key: value, …)"))),
-        }
-    };
-    let mut cfg = parse_map(defaults, &format!("plugin `{plugin}` default config"))?;
+    let mut cfg: BTreeMap<String, String> = crate::config::parse_ron::<RonFields>(defaults, &format!("plugin `{plugin}` default config"))?
+        .0
+        .into_iter()
+        .map(|(k, v)| (k, v.get_ron().trim().to_string()))
+        .collect();
     let known: Vec<String> = cfg.keys().cloned().collect();
-    let mut apply = |k: String, v: ron::Value, origin: &str| -> Result<()> {
-        if !cfg.contains_key(&k) {
-            return Err(Error::invalid(format!("{origin}: unknown key `{k}` for plugin `{plugin}` (keys: {})", known.join(", "))));
+    let mut apply = |k: String, v: String, origin: &str| -> Result<()> {
+        match cfg.get_mut(&k) {
+            Some(slot) => *slot = v,
+            None => return Err(Error::invalid(format!("{origin}: unknown key `{k}` for plugin `{plugin}` (keys: {})", known.join(", ")))),
         }
-        cfg.insert(k, v);
         Ok(())
     };
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
-        for (k, v) in parse_map(&text, &f.display().to_string())? {
-            apply(k, v, &f.display().to_string())?;
+        let origin = f.display().to_string();
+        for (k, v) in crate::config::parse_ron::<RonFields>(&text, &origin)?.0 {
+            apply(k, v.get_ron().trim().to_string(), &origin)?;
         }
     }
     for s in sets {
         let (k, v) = s.split_once('=').ok_or_else(|| Error::invalid(format!("--set {s}: expected key=value")))?;
-        let value: ron::Value = crate::config::parse_ron(v, &format!("--set {k}"))?;
-        apply(k.trim().to_string(), value, &format!("--set {s}"))?;
+        let raw: Box<ron::value::RawValue> = crate::config::parse_ron(v, &format!("--set {k}"))?;
+        apply(k.trim().to_string(), raw.get_ron().trim().to_string(), &format!("--set {s}"))?;
     }
-    let body = cfg
-        .iter()
-        .map(|(k, v)| ron::to_string(v).map(|t| format!("{k}: {t}")).map_err(|e| Error::invalid(format!("config key {k}: {e}"))))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(format!("({})", body.join(", ")))
+    // One field per line, the comma after a newline: a trailing comment in a value stays harmless.
+    Ok(format!("({}\n)", cfg.iter().map(|(k, v)| format!("\n    {k}: {v}\n")).collect::<Vec<_>>().join(",")))
 }
 
 #[cfg(test)]
@@ -379,9 +394,23 @@ mod tests {
 
     #[test]
     fn config_merging_and_unknown_keys() {
-        let d = "(steps: 100, step_size: 0.1, precond: \"none\")";
-        let r = resolve_config(d, "x", None, &["steps=5".into(), "precond=\"adam\"".into()]).unwrap();
-        assert!(r.contains("steps: 5") && r.contains("precond: \"adam\"") && r.contains("step_size: 0.1"), "{r}");
+        let d = "(steps: 100, step_size: 0.1, precond: none)";
+        let r = resolve_config(d, "x", None, &["steps=5".into(), "precond=adam".into()]).unwrap();
+        assert!(r.contains("steps: 5") && r.contains("precond: adam") && r.contains("step_size: 0.1"), "{r}");
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct C {
+            steps: usize,
+            step_size: f64,
+            precond: P,
+        }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        #[serde(rename_all = "snake_case")]
+        enum P {
+            None,
+            Adam,
+        }
+        assert_eq!(crate::config::parse_ron::<C>(&r, "merged").unwrap().precond, P::Adam);
         let e = resolve_config(d, "x", None, &["stepz=5".into()]).unwrap_err().to_string();
         assert!(e.contains("unknown key `stepz` for plugin `x`"), "{e}");
         assert!(resolve_config(d, "x", None, &["steps".into()]).is_err());
