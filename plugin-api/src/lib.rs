@@ -31,8 +31,9 @@
 //!
 //! Helpers for authors: [`guard`] turns a panic into an error (a panic must
 //! never cross the FFI boundary), [`chain_rngs`] gives one independent random
-//! stream per chain, and [`parse_config`] reads a RON config with unknown keys
-//! as errors.
+//! stream per chain, [`jittered_start`] the chains' starting points,
+//! [`parse_config`] reads a RON config with unknown keys as errors, and
+//! [`run_with_config`] does the usual parse-then-run under [`guard`].
 #![allow(non_local_definitions, non_camel_case_types)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -355,6 +356,29 @@ pub fn chain_rngs(seed: u64, chains: usize) -> Vec<rand_xoshiro::Xoshiro256PlusP
         .map(|_| {
             r.jump();
             r.clone()
+        })
+        .collect()
+}
+
+/// The usual body of [`Sampler::run`]: parses the config into `C` (unknown
+/// keys are errors) and calls `f` with it, panic-guarded.
+pub fn run_with_config<C: serde::de::DeserializeOwned>(
+    config: RStr<'_>,
+    f: impl FnOnce(C) -> Result<RunSummary, SamplerError>,
+) -> SResult<RunSummary> {
+    guard(|| f(parse_config(config.as_str())?))
+}
+
+/// Starting positions for every chain: θ* + `scale`·N(0, I), C × D, drawing
+/// from each chain's own stream.
+pub fn jittered_start(center: &[f64], scale: f64, rngs: &mut [rand_xoshiro::Xoshiro256PlusPlus]) -> Vec<f64> {
+    use rand_distr::{Distribution, StandardNormal};
+    rngs.iter_mut()
+        .flat_map(|rng| {
+            center.iter().map(move |c| {
+                let z: f64 = StandardNormal.sample(rng);
+                c + scale * z
+            })
         })
         .collect()
 }

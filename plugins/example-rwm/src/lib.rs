@@ -46,7 +46,8 @@ impl Sampler for Rwm {
     }
 
     fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        guard(|| run(model, sink, config.as_str(), seed))
+        // Parses the config (unknown keys are errors) and runs, turning a panic into an error.
+        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
     }
 }
 
@@ -56,8 +57,7 @@ fn log_density(loss: f64, theta: &[f64], center: &[f64], n_beta: f64, gamma: f64
     -n_beta * loss - 0.5 * gamma * sq
 }
 
-fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
-    let cfg: Config = parse_config(config)?;
+fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> Result<RunSummary, SamplerError> {
     if cfg.burn_in > cfg.draws || cfg.thin == 0 || !(cfg.step_size > 0.0) {
         return Err(SamplerError::fatal("need burn_in ≤ draws, thin ≥ 1 and step_size > 0"));
     }

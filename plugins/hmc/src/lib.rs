@@ -61,10 +61,7 @@ impl Sampler for Hmc {
     }
 
     fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        guard(|| {
-            let cfg: Config = parse_config(config.as_str())?;
-            run(model, sink, &cfg, seed)
-        })
+        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
     }
 }
 
@@ -130,13 +127,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let (c, d) = (model.n_chains(), model.dim());
     let center = model.center().to_vec();
     let mut rngs = chain_rngs(seed, c);
-    let mut state = State { x: vec![0.0; c * d], logp: vec![0.0; c], grad: vec![0.0; c * d], loss: vec![0.0; c] };
-    for (k, rng) in rngs.iter_mut().enumerate() {
-        for i in 0..d {
-            let z: f64 = StandardNormal.sample(rng);
-            state.x[k * d + i] = center[i] + cfg.init_jitter * z;
-        }
-    }
+    let x = jittered_start(&center, cfg.init_jitter, &mut rngs);
+    let mut state = State { x, logp: vec![0.0; c], grad: vec![0.0; c * d], loss: vec![0.0; c] };
     evaluate(&mut model, &state.x, &mut state.grad, &mut state.logp, &mut state.loss)?;
     if let Some(k) = state.logp.iter().position(|v| !v.is_finite()) {
         return Err(SamplerError::fatal(format!("the log-density is not finite at chain {k}'s starting point")));

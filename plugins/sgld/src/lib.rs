@@ -90,10 +90,7 @@ impl Sampler for Sgld {
     }
 
     fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        guard(|| {
-            let cfg: Config = parse_config(config.as_str())?;
-            run(model, sink, &cfg, seed)
-        })
+        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
     }
 }
 
@@ -144,13 +141,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let (n_beta, gamma) = (n as f64 * model.beta(), model.gamma());
     let mut rngs = chain_rngs(seed, c + 1);
     let mut batch_rng = rngs.pop().expect("c + 1 streams");
-    let mut theta = vec![0.0; c * d];
-    for (k, rng) in rngs.iter_mut().enumerate() {
-        for i in 0..d {
-            let z: f64 = StandardNormal.sample(rng);
-            theta[k * d + i] = center[i] + cfg.init_jitter * z;
-        }
-    }
+    let mut theta = jittered_start(&center, cfg.init_jitter, &mut rngs);
     let b = cfg.batch_size.min(n);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut cursor = n;
