@@ -346,10 +346,13 @@ mod quiet_panics {
     }
 }
 
+/// A chain's random stream (Xoshiro256++; `rand` traits).
+pub type ChainRng = rand_xoshiro::Xoshiro256PlusPlus;
+
 /// One independent Xoshiro256++ stream per chain from the run seed: chain c
 /// gets the seeded generator jumped c + 1 times (2^128 draws apart), so a
 /// chain's numbers do not depend on how many chains run beside it.
-pub fn chain_rngs(seed: u64, chains: usize) -> Vec<rand_xoshiro::Xoshiro256PlusPlus> {
+pub fn chain_rngs(seed: u64, chains: usize) -> Vec<ChainRng> {
     use rand::SeedableRng;
     let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
     (0..chains)
@@ -371,7 +374,7 @@ pub fn run_with_config<C: serde::de::DeserializeOwned>(
 
 /// Starting positions for every chain: θ* + `scale`·N(0, I), C × D, drawing
 /// from each chain's own stream.
-pub fn jittered_start(center: &[f64], scale: f64, rngs: &mut [rand_xoshiro::Xoshiro256PlusPlus]) -> Vec<f64> {
+pub fn jittered_start(center: &[f64], scale: f64, rngs: &mut [ChainRng]) -> Vec<f64> {
     use rand_distr::{Distribution, StandardNormal};
     rngs.iter_mut()
         .flat_map(|rng| {
