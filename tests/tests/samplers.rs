@@ -77,18 +77,16 @@ fn trace_of_inverse(a: &[f64], k: usize) -> f64 {
 
 /// A regular model (a linear layer 6 → 3 with bias, n = 3000, γ = 1): the exact
 /// λ̂ of its Gaussian posterior is Σᵢ nβhᵢ/(2(nβhᵢ + γ)) over the Hessian's
-/// eigenvalues hᵢ at w*, i.e. ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2). HMC within 3 %.
+/// eigenvalues hᵢ at w*, i.e. ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2). HMC and
+/// MCLMC (default tuning) within 3 %.
 #[test]
-fn hmc_on_a_regular_model() {
+fn hmc_and_mclmc_on_a_regular_model() {
     let h = Home::new();
     h.write("linear.ron", "(in_dim: 6, out_dim: 3, widths: [], activation: identity, bias: true)");
     h.write("n3000.ron", "(n: 3000, n_test: 0, input: gauss_iso, noise: gauss(scale: 0.1))");
     let exp = r#"(name: "regular", targets: [(model: "linear.ron", data: "n3000.ron", seed: 4,
         overrides: (training: (precision: f64, lr: 0.01, steps: 5000)))])"#;
     let id = first_token(&h.ok(&["build", "--config", &h.write("r.ron", exp)]));
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "hmc", "--seed", "2", "--set", "draws=1000", "--set", "warmup=300"]);
-    let m = manifest(&out);
-
     // H = (2/(n·d_out)) X̃ᵀX̃ for each of the 3 outputs (X̃ = [X, 1]).
     let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).unwrap();
     let (_, x) = lh_host::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
@@ -106,10 +104,13 @@ fn hmc_on_a_regular_model() {
     let scale = 2.0 / (n as f64 * 3.0);
     let shifted: Vec<f64> = (0..k * k).map(|i| nb * scale * a[i] + f64::from(u8::from(i / k == i % k))).collect();
     let want = 0.5 * (21.0 - 3.0 * trace_of_inverse(&shifted, k));
-    let got = m["llc"]["mean"].as_f64().unwrap();
-    eprintln!("regular model: λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
-    assert!((got - want).abs() < 0.03 * want, "λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
-    assert!(m["llc"]["rhat"].as_f64().unwrap() < 1.05);
+    for plugin in ["hmc", "mclmc"] {
+        let m = manifest(&h.ok(&["sample", "--target", &id, "--plugin", plugin, "--seed", "2"]));
+        let got = m["llc"]["mean"].as_f64().unwrap();
+        eprintln!("regular model, {plugin}: λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
+        assert!((got - want).abs() < 0.03 * want, "{plugin}: λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
+        assert!(m["llc"]["rhat"].as_f64().unwrap() < 1.05);
+    }
 }
 
 /// SGLD on the quadratic oracle: within 5 % of D·nβ/(2(nβ + γ)). The Euler

@@ -139,8 +139,9 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let (c, d, n) = (model.n_chains(), model.dim(), model.n_data());
     let center = model.center().to_vec();
     let (n_beta, gamma) = (n as f64 * model.beta(), model.gamma());
-    let mut rngs = chain_rngs(seed, c + 1);
-    let mut batch_rng = rngs.pop().expect("c + 1 streams");
+    let mut rngs = chain_rngs(seed, c);
+    // The minibatch order has a stream of its own, not tied to the chain count.
+    let mut batch_rng = chain_rngs(seed ^ 0x9e37_79b9_7f4a_7c15, 1).remove(0);
     let mut theta = jittered_start(&center, cfg.init_jitter, &mut rngs);
     let b = cfg.batch_size.min(n);
     let mut order: Vec<u32> = (0..n as u32).collect();
