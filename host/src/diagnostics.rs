@@ -202,6 +202,24 @@ mod tests {
         assert!((e / 162.04670044411267 - 1.0).abs() < 1e-10, "{e}");
     }
 
+    /// ArviZ 0.22.0 golden values (tests/data/make_arviz_golden.py): rank R̂,
+    /// bulk and tail ESS and MCSE of the mean agree within 1e-8 relative.
+    #[test]
+    fn matches_arviz_golden_values() {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/arviz_golden.json");
+        let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let mut checked = 0;
+        for (name, case) in golden.as_object().unwrap().iter().filter(|(k, _)| !k.starts_with('_')) {
+            let x: Vec<Vec<f64>> = serde_json::from_value(case["x"].clone()).unwrap();
+            for (what, got) in [("rhat", rhat(&x)), ("ess_bulk", ess_bulk(&x)), ("ess_tail", ess_tail(&x)), ("mcse_mean", mcse_mean(&x))] {
+                let want = case[what].as_f64().unwrap();
+                assert!((got - want).abs() <= 1e-8 * want.abs(), "{name} {what}: {got} vs ArviZ {want}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 32);
+    }
+
     #[test]
     fn iid_draws_have_ess_near_the_count_and_rhat_near_one() {
         use rand_distr::{Distribution, StandardNormal};
