@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use lh_host::backend::{BackendFactory, BackendKind};
 use lh_host::config::{self, Precision};
 use lh_host::store::Store;
 use lh_host::{backend, bench, target, truth};
@@ -67,10 +68,10 @@ enum Command {
         /// Training rows (default: 20000 for base, 1000 for relu_8_32_32, 100 for small).
         #[arg(long)]
         n: Option<usize>,
-        /// Backend to measure.
-        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
-        backend: BackendArg,
-        /// Precision (default: both).
+        /// Backend to measure: auto takes a hardware GPU for f32 when there is one, else the CPU.
+        #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+        backend: BackendKind,
+        /// Precision (default: both; f32 alone for wgpu).
         #[arg(long, value_enum)]
         precision: Option<Precision>,
         /// Run the series C ∈ {1, 4, 16, 64} × n ∈ {10³, 10⁴, 10⁵} instead.
@@ -86,6 +87,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the GPU adapters wgpu finds (name, API, device type, f64 support).
+    Devices {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,11 +104,6 @@ enum TargetsCommand {
         /// Target id (or a unique prefix).
         id: String,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum BackendArg {
-    Cpu,
 }
 
 fn main() -> ExitCode {
@@ -126,10 +128,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Truth { target, sizes, rank } => truth_cmd(&store, target, sizes, rank),
-        Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json } => {
+        Command::Devices { json } => devices(json),
+        Command::Bench { preset, chains, n, backend: kind, precision, series, reps, threads, json } => {
             let spec = config::model_preset(&preset)?;
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
-            let precisions = precision.map_or(vec![Precision::F64, Precision::F32], |p| vec![p]);
+            let factory = BackendFactory::new(kind, threads)?;
+            let precisions = precision.map_or_else(|| factory.precisions(), |p| vec![p]);
             let default_n = match preset.as_str() {
                 "small" => 100,
                 "relu_8_32_32" => 1000,
@@ -145,7 +149,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             for (c, n) in grid {
                 for &p in &precisions {
-                    let r = bench::run(&preset, &spec, n, c, p, threads, reps)?;
+                    let r = bench::run(&preset, &spec, n, c, p, &factory, reps)?;
                     if json {
                         println!("{}", serde_json::to_string(&r)?);
                     } else {
@@ -159,6 +163,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn devices(json: bool) -> Result<()> {
+    let all = backend::wgpu::list_adapters();
+    if json {
+        for a in &all {
+            println!("{}", serde_json::to_string(a)?);
+        }
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("wgpu finds no adapter: --backend auto uses the CPU, --backend wgpu fails");
+        return Ok(());
+    }
+    println!("{:<40} {:<8} {:<14} {:<4} {:<7} driver", "adapter", "api", "type", "f64", "compute");
+    for a in &all {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        println!("{:<40} {:<8} {:<14} {:<4} {:<7} {}", a.name, a.backend, a.device_type, yn(a.shader_f64), yn(a.compute), a.driver);
+    }
+    match all.iter().find(|a| a.hardware && a.compute) {
+        Some(a) => println!("--backend auto picks {} for f32 (f64 runs on the CPU)", a.name),
+        None => println!("--backend auto picks the CPU (no hardware GPU adapter)"),
+    }
+    Ok(())
 }
 
 fn build(store: &Store, path: &std::path::Path, experiment: Option<String>, threads: Option<usize>) -> Result<()> {
