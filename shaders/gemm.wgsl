@@ -28,16 +28,17 @@ const GRADIENT: u32 = 2u;
 // H (FORWARD, hidden layers).
 @group(0) @binding(6) var<storage, read_write> dst2: array<f32>;
 
-// Output tile TILE × TILE per workgroup of 16 × 16 threads; each thread owns
-// 4 × 4 outputs strided by 16 (conflict-free shared-memory reads, coalesced
-// stores). The shared tiles hold TK values of k, rows padded to TILE + 1 so
-// that loads walking k do not collide in one bank.
+// Output tile TILE × TILE per workgroup of 16 × 16 threads; thread (x, y)
+// owns rows 4y…4y+3 and columns 4x…4x+3 of it. The shared tiles hold, for TK
+// values of k, the tile's rows (A) and columns (B) as vec4s, so each k step of
+// a thread is two vec4 reads for 16 multiply-adds. Rows of the shared tiles
+// are padded to 17 vec4s so that stores walking k spread over the banks.
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
 const THREADS: u32 = 256u;
-const STRIDE: u32 = 65u;
-var<workgroup> a_tile: array<f32, 1040>; // TK × STRIDE, [k][i]
-var<workgroup> b_tile: array<f32, 1040>; // TK × STRIDE, [k][j]
+const STRIDE: u32 = 17u;
+var<workgroup> a_tile: array<vec4f, 272>; // TK × STRIDE: [k][i / 4][i % 4]
+var<workgroup> b_tile: array<vec4f, 272>; // TK × STRIDE: [k][j / 4][j % 4]
 
 // The layer input at (row of the chunk, unit).
 fn input_at(c: u32, row: u32, unit: u32) -> f32 {
@@ -129,7 +130,7 @@ fn main(
     // except in GRADIENT (Δᵀ), k for B only in FORWARD (Wᵀ).
     let a_k_fast = MODE != GRADIENT;
     let b_k_fast = MODE == FORWARD;
-    var acc: array<vec4f, 4>;
+    var acc: array<vec4f, 4>; // acc[r] = outputs (4y + r, 4x…4x+3)
     for (var k0 = k_lo; k0 < k_hi; k0 += TK) {
         for (var e = li; e < TK * TILE; e += THREADS) {
             let ka = select(e / TILE, e % TK, a_k_fast);
@@ -138,31 +139,30 @@ fn main(
             if i0 + ia < d.x && k0 + ka < k_hi {
                 va = load_a(c, i0 + ia, k0 + ka);
             }
-            a_tile[ka * STRIDE + ia] = va;
+            a_tile[ka * STRIDE + ia / 4u][ia % 4u] = va;
             let kb = select(e / TILE, e % TK, b_k_fast);
             let jb = select(e % TILE, e / TK, b_k_fast);
             var vb = 0.0;
             if j0 + jb < d.y && k0 + kb < k_hi {
                 vb = load_b(c, k0 + kb, j0 + jb);
             }
-            b_tile[kb * STRIDE + jb] = vb;
+            b_tile[kb * STRIDE + jb / 4u][jb % 4u] = vb;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let ar = kk * STRIDE + lid.y;
-            let bc = kk * STRIDE + lid.x;
-            let b = vec4f(b_tile[bc], b_tile[bc + 16u], b_tile[bc + 32u], b_tile[bc + 48u]);
-            acc[0] += a_tile[ar] * b;
-            acc[1] += a_tile[ar + 16u] * b;
-            acc[2] += a_tile[ar + 32u] * b;
-            acc[3] += a_tile[ar + 48u] * b;
+            let a = a_tile[kk * STRIDE + lid.y];
+            let b = b_tile[kk * STRIDE + lid.x];
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
         }
         workgroupBarrier();
     }
     for (var r = 0u; r < 4u; r++) {
-        let i = i0 + lid.y + 16u * r;
+        let i = i0 + 4u * lid.y + r;
         for (var q = 0u; q < 4u; q++) {
-            let j = j0 + lid.x + 16u * q;
+            let j = j0 + 4u * lid.x + q;
             if i < d.x && j < d.y {
                 store(c, s, i, j, acc[r][q]);
             }
