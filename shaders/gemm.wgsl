@@ -32,10 +32,9 @@ const GRADIENT: u32 = 2u;
 // owns rows 4y…4y+3 and columns 4x…4x+3 of it. The shared tiles hold, for TK
 // values of k, the tile's rows (A) and columns (B) as vec4s, so each k step of
 // a thread is two vec4 reads for 16 multiply-adds. Rows of the shared tiles
-// are padded to 17 vec4s so that stores walking k spread over the banks.
+// are padded to 17 vec4s so that vec4 stores walking k spread over the banks.
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
-const THREADS: u32 = 256u;
 const STRIDE: u32 = 17u;
 var<workgroup> a_tile: array<vec4f, 272>; // TK × STRIDE: [k][i / 4][i % 4]
 var<workgroup> b_tile: array<vec4f, 272>; // TK × STRIDE: [k][j / 4][j % 4]
@@ -126,28 +125,31 @@ fn main(
     }
     let i0 = wg.y * TILE;
     let j0 = wg.x * TILE;
-    // Loads walk the index that is contiguous in memory fastest: k for A
-    // except in GRADIENT (Δᵀ), k for B only in FORWARD (Wᵀ).
+    // Each thread fills one vec4 of each shared tile per k step (256 threads ×
+    // 4 values = TK × TILE): four
+    // consecutive i (of A) or j (of B) at one k. Neighbouring threads take
+    // neighbouring k where memory is contiguous in k (A except in GRADIENT,
+    // where it is Δᵀ; B only in FORWARD, where it is Wᵀ), else neighbouring i/j.
     let a_k_fast = MODE != GRADIENT;
     let b_k_fast = MODE == FORWARD;
+    let a_k = select(li / 16u, li % 16u, a_k_fast);
+    let a_i = i0 + 4u * select(li % 16u, li / 16u, a_k_fast);
+    let b_k = select(li / 16u, li % 16u, b_k_fast);
+    let b_j = j0 + 4u * select(li % 16u, li / 16u, b_k_fast);
     var acc: array<vec4f, 4>; // acc[r] = outputs (4y + r, 4x…4x+3)
     for (var k0 = k_lo; k0 < k_hi; k0 += TK) {
-        for (var e = li; e < TK * TILE; e += THREADS) {
-            let ka = select(e / TILE, e % TK, a_k_fast);
-            let ia = select(e % TILE, e / TK, a_k_fast);
-            var va = 0.0;
-            if i0 + ia < d.x && k0 + ka < k_hi {
-                va = load_a(c, i0 + ia, k0 + ka);
+        var va = vec4f(0.0);
+        var vb = vec4f(0.0);
+        for (var q = 0u; q < 4u; q++) {
+            if a_i + q < d.x && k0 + a_k < k_hi {
+                va[q] = load_a(c, a_i + q, k0 + a_k);
             }
-            a_tile[ka * STRIDE + ia / 4u][ia % 4u] = va;
-            let kb = select(e / TILE, e % TK, b_k_fast);
-            let jb = select(e % TILE, e / TK, b_k_fast);
-            var vb = 0.0;
-            if j0 + jb < d.y && k0 + kb < k_hi {
-                vb = load_b(c, k0 + kb, j0 + jb);
+            if b_j + q < d.y && k0 + b_k < k_hi {
+                vb[q] = load_b(c, k0 + b_k, b_j + q);
             }
-            b_tile[kb * STRIDE + jb / 4u][jb % 4u] = vb;
         }
+        a_tile[a_k * STRIDE + (a_i - i0) / 4u] = va;
+        b_tile[b_k * STRIDE + (b_j - j0) / 4u] = vb;
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             let a = a_tile[kk * STRIDE + lid.y];

@@ -134,6 +134,10 @@ fn run(cli: Cli) -> Result<()> {
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
             let factory = BackendFactory::new(kind, threads)?;
             let precisions = precision.map_or_else(|| factory.precisions(), |p| vec![p]);
+            if let Some(p) = precisions.iter().find(|p| !factory.precisions().contains(p)) {
+                let offered: Vec<String> = factory.precisions().iter().map(ToString::to_string).collect();
+                bail!("--backend {} cannot compute in {p}, only in {}; use --backend cpu", format!("{kind:?}").to_lowercase(), offered.join(", "));
+            }
             let default_n = match preset.as_str() {
                 "small" => 100,
                 "relu_8_32_32" => 1000,

@@ -777,6 +777,22 @@ mod tests {
         }
     }
 
+    /// `auto` (Hardware) never takes a software adapter; both policies
+    /// prefer discrete over integrated over virtual GPUs.
+    #[test]
+    fn adapter_preference() {
+        use ::wgpu::DeviceType as T;
+        for t in [T::Cpu, T::Other] {
+            assert_eq!(rank(t, AdapterPolicy::Hardware), None, "{t:?}");
+            assert!(rank(t, AdapterPolicy::Any).is_some());
+        }
+        for policy in [AdapterPolicy::Hardware, AdapterPolicy::Any] {
+            let r = |t| rank(t, policy).unwrap();
+            assert!(r(T::DiscreteGpu) < r(T::IntegratedGpu) && r(T::IntegratedGpu) < r(T::VirtualGpu));
+        }
+        assert!(rank(T::VirtualGpu, AdapterPolicy::Any) < rank(T::Cpu, AdapterPolicy::Any));
+    }
+
     /// The shared GPU, opened once; `None` (the test skips) when there is no
     /// adapter, unless `REQUIRE_GPU=1`, which turns that into a failure.
     fn gpu() -> Option<&'static GpuContext> {
