@@ -95,21 +95,37 @@ impl Kernel {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
 pub struct Params {
+    /// Rows in this chunk of the batch.
     pub rows: u32,
+    /// The chunk's first row within the batch.
     pub row0: u32,
+    /// Where the batch's row indices start in the index buffer (0: the identity list).
     pub idx_base: u32,
+    /// Chains C.
     pub chains: u32,
+    /// Parameters per chain D.
     pub dim: u32,
+    /// The layer's input width.
     pub fan_in: u32,
+    /// The layer's output width.
     pub fan_out: u32,
+    /// Offset of the layer's W in θ.
     pub w_off: u32,
+    /// Offset of the layer's b in θ (0 without biases).
     pub b_off: u32,
+    /// 1 when the layer has a bias.
     pub has_bias: u32,
+    /// 1 when the layer's input is X, read through the row indices (the first layer).
     pub gather: u32,
+    /// 1 for a hidden layer (activation applied, H written).
     pub hidden: u32,
+    /// Rows per slice of the weight gradient.
     pub split_rows: u32,
+    /// Slices of the weight gradient in this chunk.
     pub splits: u32,
+    /// Outputs per row.
     pub d_out: u32,
+    /// dL/dpred = scale · (pred − y).
     pub scale: f32,
 }
 
@@ -125,11 +141,13 @@ pub enum AdapterPolicy {
 /// One adapter, as `lh-host devices` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdapterSummary {
+    /// The adapter's name, e.g. `NVIDIA H100 80GB HBM3` or `llvmpipe (…)`.
     pub name: String,
     /// Vulkan, Metal, Dx12, …
     pub backend: String,
     /// DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu or Other.
     pub device_type: String,
+    /// Driver name and version, as the adapter reports them.
     pub driver: String,
     /// Whether the adapter offers f64 in shaders (`SHADER_F64`).
     pub shader_f64: bool,
