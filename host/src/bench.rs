@@ -4,7 +4,7 @@
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
-use crate::backend::{cpu, gradient_flops, Backend, Batch, Dataset};
+use crate::backend::{gradient_flops, Backend, BackendFactory, Batch, Dataset};
 use crate::config::{LossKind, Precision};
 use crate::error::Result;
 use crate::model::MlpSpec;
@@ -29,12 +29,12 @@ pub struct BenchResult {
 }
 
 /// Times `reps` evaluations (after one warm-up) and reports the median.
-pub fn run(preset: &str, spec: &MlpSpec, n: usize, chains: usize, precision: Precision, threads: usize, reps: usize) -> Result<BenchResult> {
+pub fn run(preset: &str, spec: &MlpSpec, n: usize, chains: usize, precision: Precision, factory: &BackendFactory, reps: usize) -> Result<BenchResult> {
     let mut r = stream(0xbe_4c, 0);
     let x: Vec<f64> = (0..n * spec.in_dim).map(|_| StandardNormal.sample(&mut r)).collect();
     let y: Vec<f64> = (0..n * spec.out_dim).map(|_| StandardNormal.sample(&mut r)).collect();
     let data = Dataset::new(x, y, spec.in_dim, spec.out_dim)?;
-    let mut be = cpu::new_backend(spec, &data, LossKind::Mse, chains, precision, threads)?;
+    let mut be = factory.build(spec, &data, LossKind::Mse, chains, precision)?;
     let pos: Vec<f64> = (0..chains).flat_map(|c| spec.init(&mut stream(0xbe_4c, 1 + c))).collect();
     let mut loss = vec![0.0; chains];
     let mut grads = vec![0.0; chains * spec.n_params()];

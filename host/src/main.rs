@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use lh_host::backend::{BackendFactory, BackendKind};
 use lh_host::config::{self, Precision};
 use lh_host::store::Store;
 use lh_host::{backend, bench, plugins, sample, target, truth};
@@ -88,10 +89,10 @@ enum Command {
         /// Training rows (default: 20000 for base, 1000 for relu_8_32_32, 100 for small).
         #[arg(long)]
         n: Option<usize>,
-        /// Backend to measure.
-        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
-        backend: BackendArg,
-        /// Precision (default: both).
+        /// Backend to measure: auto takes a hardware GPU for f32 when there is one, else the CPU.
+        #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+        backend: BackendKind,
+        /// Precision (default: both; f32 alone for wgpu).
         #[arg(long, value_enum)]
         precision: Option<Precision>,
         /// Run the series C ∈ {1, 4, 16, 64} × n ∈ {10³, 10⁴, 10⁵} instead.
@@ -110,6 +111,12 @@ enum Command {
         /// through the plugin ABI vs a direct backend call (quadratic target, --n = D).
         #[arg(long)]
         abi_overhead: bool,
+    },
+    /// List the GPU adapters wgpu finds (name, API, device type, f64 support).
+    Devices {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,9 +138,9 @@ struct SampleArgs {
     /// Run seed (each chain gets its own stream from it).
     #[arg(long, default_value_t = 12345)]
     seed: u64,
-    /// Evaluation backend.
-    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
-    backend: BackendArg,
+    /// Evaluation backend: auto picks a hardware GPU for f32 when there is one, else the CPU.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    backend: BackendKind,
     /// Arithmetic precision (default: the target's training precision; giving
     /// another one is how a mismatch is asked for, and the manifest records both).
     #[arg(long, value_enum)]
@@ -155,11 +162,6 @@ enum TargetsCommand {
         /// Target id (or a unique prefix).
         id: String,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum BackendArg {
-    Cpu,
 }
 
 fn main() -> ExitCode {
@@ -202,10 +204,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { preset, chains, n, backend: _, precision, series, reps, threads, json, abi_overhead: false } => {
+        Command::Devices { json } => devices(json),
+        Command::Bench { preset, chains, n, backend: kind, precision, series, reps, threads, json, abi_overhead: false } => {
             let spec = config::model_preset(&preset)?;
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
-            let precisions = precision.map_or(vec![Precision::F64, Precision::F32], |p| vec![p]);
+            let factory = BackendFactory::new(kind, threads)?;
+            let precisions = precision.map_or_else(|| factory.precisions(), |p| vec![p]);
+            if let Some(p) = precisions.iter().find(|p| !factory.precisions().contains(p)) {
+                let offered: Vec<String> = factory.precisions().iter().map(ToString::to_string).collect();
+                bail!("--backend {} cannot compute in {p}, only in {}; use --backend cpu", format!("{kind:?}").to_lowercase(), offered.join(", "));
+            }
             let default_n = match preset.as_str() {
                 "small" => 100,
                 "relu_8_32_32" => 1000,
@@ -221,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             for (c, n) in grid {
                 for &p in &precisions {
-                    let r = bench::run(&preset, &spec, n, c, p, threads, reps)?;
+                    let r = bench::run(&preset, &spec, n, c, p, &factory, reps)?;
                     if json {
                         println!("{}", serde_json::to_string(&r)?);
                     } else {
@@ -235,6 +243,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn devices(json: bool) -> Result<()> {
+    let all = backend::wgpu::list_adapters();
+    if json {
+        for a in &all {
+            println!("{}", serde_json::to_string(a)?);
+        }
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("wgpu finds no adapter: --backend auto uses the CPU, --backend wgpu fails");
+        return Ok(());
+    }
+    println!("{:<40} {:<8} {:<14} {:<4} {:<7} driver", "adapter", "api", "type", "f64", "compute");
+    for a in &all {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        println!("{:<40} {:<8} {:<14} {:<4} {:<7} {}", a.name, a.backend, a.device_type, yn(a.shader_f64), yn(a.compute), a.driver);
+    }
+    match all.iter().find(|a| a.hardware && a.compute) {
+        Some(a) => println!("--backend auto picks {} for f32 (f64 runs on the CPU)", a.name),
+        None => println!("--backend auto picks the CPU (no hardware GPU adapter)"),
+    }
+    Ok(())
 }
 
 fn build(store: &Store, path: &std::path::Path, experiment: Option<String>, threads: Option<usize>) -> Result<()> {
@@ -355,7 +387,7 @@ fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 }
 
 fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &str) -> Result<sample::Outcome> {
-    let BackendArg::Cpu = a.backend;
+    let factory = BackendFactory::new(a.backend, a.threads.unwrap_or_else(backend::cpu::default_threads))?;
     let path = plugins::resolve(&a.plugin)?;
     let plugin = plugins::load(&path)?;
     let config = sample::resolve_config(&plugin.info.default_config, &plugin.info.name, a.config.as_deref(), &a.sets)?;
@@ -366,7 +398,7 @@ fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &s
         chains: a.chains,
         seed: a.seed,
         precision: a.precision.unwrap_or(t.meta.precision),
-        threads: a.threads.unwrap_or_else(backend::cpu::default_threads),
+        backends: &factory,
         experiment: a.experiment.unwrap_or_else(|| default_exp.to_string()),
         stop: stop_flag(),
         show_progress: true,

@@ -16,7 +16,7 @@ use std::time::Instant;
 use lh_plugin_api::{Model, Plan, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
 use serde::Serialize;
 
-use crate::backend::BackendInfo;
+use crate::backend::{BackendFactory, BackendInfo};
 use crate::config::Precision;
 use crate::error::{Error, Result};
 use crate::estimate::{self, Estimate};
@@ -143,7 +143,8 @@ pub struct Request<'a> {
     pub chains: usize,
     pub seed: u64,
     pub precision: Precision,
-    pub threads: usize,
+    /// Builds the evaluation backend (`--backend`).
+    pub backends: &'a BackendFactory,
     pub experiment: String,
     pub stop: Arc<AtomicBool>,
     pub show_progress: bool,
@@ -201,8 +202,8 @@ pub struct Outcome {
 /// error still writes the draws recorded so far (status `failed`) and is then
 /// returned as the error.
 pub fn run(store: &Store, req: Request<'_>) -> Result<Outcome> {
-    let Request { target, mut plugin, config, chains, seed, precision, threads, experiment, stop, show_progress } = req;
-    let backend = target.backend(chains, precision, threads)?;
+    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, stop, show_progress } = req;
+    let backend = target.backend(backends, chains, precision)?;
     let mut posterior = Posterior::new(backend, target.w_star.clone(), target.meta.beta, target.meta.gamma)?;
     let backend_info = posterior.backend_info();
     let bar = if show_progress {

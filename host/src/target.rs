@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{cpu, Dataset};
 use crate::backend::quadratic::QuadraticBackend;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendFactory};
 use crate::config::{LossKind, PosteriorConfig, Precision, QuadraticConfig, TargetConfig, TargetRecipe};
 use crate::error::{Error, Result};
 use crate::model::{Activation, MlpSpec};
@@ -136,9 +136,9 @@ pub enum TargetModel {
 
 impl Target {
     /// A backend evaluating this target's L_n for `chains` chains.
-    pub fn backend(&self, chains: usize, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
+    pub fn backend(&self, backends: &BackendFactory, chains: usize, precision: Precision) -> Result<Box<dyn Backend>> {
         match &self.model {
-            TargetModel::Mlp { spec, train, .. } => cpu::new_backend(spec, train, self.meta.loss, chains, precision, threads),
+            TargetModel::Mlp { spec, train, .. } => backends.build(spec, train, self.meta.loss, chains, precision),
             TargetModel::Quadratic => Ok(Box::new(QuadraticBackend::new(self.w_star.clone(), self.meta.n, chains))),
         }
     }

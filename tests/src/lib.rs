@@ -88,6 +88,8 @@ impl Home {
             .args(args)
             .env("LH_HOME", self.path().join("artifacts"))
             .env("LH_THREADS", "2")
+            // Mesa (probed by `--backend auto`) warns on stderr without a valid runtime dir.
+            .env("XDG_RUNTIME_DIR", self.path())
             .current_dir(self.path())
             .output()
             .expect("run lh-host");

@@ -1,16 +1,19 @@
 //! Evaluation backends: L_n and its gradient for C chains at once.
 //!
-//! One trait, implemented by the CPU reference ([`cpu`]) and, later, by the
-//! wgpu backend. Positions and gradients cross the trait in f64 (samplers
+//! One trait, implemented by the CPU reference ([`cpu`]) and by the wgpu
+//! backend ([`wgpu`](self::wgpu)); [`BackendFactory`] builds either from a
+//! `--backend auto|cpu|wgpu` choice. Positions and gradients cross the trait in f64 (samplers
 //! keep their state in f64); a backend may compute in f32 internally.
 
 pub mod cpu;
 pub mod quadratic;
+pub mod wgpu;
 
 use serde::Serialize;
 
-use crate::config::Precision;
-use crate::error::Result;
+use self::wgpu::{AdapterPolicy, GpuContext, WgpuBackend};
+use crate::config::{LossKind, Precision};
+use crate::error::{Error, Result};
 use crate::model::MlpSpec;
 
 /// Which rows of the training set an evaluation uses.
@@ -87,4 +90,63 @@ pub(crate) fn check_shapes(b: &dyn Backend, positions: &[f64], loss: &[f64], gra
         crate::ensure!(g.len() == c * d, "grads has {} values, expected C·D = {c}·{d}", g.len());
     }
     Ok(())
+}
+
+/// Which backend evaluates the model (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// wgpu on a hardware GPU adapter when there is one (never a software
+    /// one such as llvmpipe), else the CPU. f64 always runs on the CPU.
+    Auto,
+    /// The CPU reference backend, f64 or f32.
+    Cpu,
+    /// wgpu (f32) on the best adapter there is, a software one included.
+    Wgpu,
+}
+
+/// Builds backends of one [`BackendKind`], opening the GPU (if any) once.
+pub struct BackendFactory {
+    kind: BackendKind,
+    gpu: Option<GpuContext>,
+    threads: usize,
+}
+
+impl BackendFactory {
+    /// Resolves `kind`: opens the adapter `auto` or `wgpu` asks for. The CPU
+    /// backend uses `threads` threads. An error for `wgpu` when wgpu finds no
+    /// adapter.
+    pub fn new(kind: BackendKind, threads: usize) -> Result<Self> {
+        let gpu = match kind {
+            BackendKind::Cpu => None,
+            BackendKind::Auto => GpuContext::open(AdapterPolicy::Hardware)?,
+            BackendKind::Wgpu => Some(GpuContext::open(AdapterPolicy::Any)?.ok_or_else(|| {
+                Error::invalid(
+                    "--backend wgpu: wgpu finds no adapter that runs compute shaders \
+                     (install a Vulkan driver, e.g. Mesa's mesa-vulkan-drivers; `lh-host devices` lists what wgpu sees)",
+                )
+            })?),
+        };
+        Ok(Self { kind, gpu, threads })
+    }
+
+    /// The precisions this factory can build, f64 first.
+    pub fn precisions(&self) -> Vec<Precision> {
+        match self.kind {
+            BackendKind::Wgpu => vec![Precision::F32],
+            BackendKind::Auto | BackendKind::Cpu => vec![Precision::F64, Precision::F32],
+        }
+    }
+
+    /// A backend for `chains` chains over `data` in `precision`: wgpu for f32
+    /// when a GPU was opened, else the CPU.
+    pub fn build(&self, spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, precision: Precision) -> Result<Box<dyn Backend>> {
+        match (&self.gpu, precision) {
+            (Some(ctx), Precision::F32) => Ok(Box::new(WgpuBackend::new(ctx, spec, data, loss, chains, None)?)),
+            (Some(_), Precision::F64) if self.kind == BackendKind::Wgpu => Err(Error::invalid(
+                "--backend wgpu computes in f32 only: use --precision f32, or --backend cpu for f64",
+            )),
+            _ => cpu::new_backend(spec, data, loss, chains, precision, self.threads),
+        }
+    }
 }

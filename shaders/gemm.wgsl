@@ -1,0 +1,173 @@
+// The three products of a dense layer as one tiled, batched matrix product
+// with the layer's epilogue fused. MODE is fixed when the pipeline is created;
+// workgroup z runs over the chains (and, for the gradient, the row slices).
+//
+//   0 forward:  Z = In·Wᵀ + b, and H = act(Z) for hidden layers
+//               (M = rows, N = fan_out, K = fan_in)
+//   1 delta:    Δ_prev = (Δ·W) ⊙ act'(Z_prev)
+//               (M = rows, N = fan_in, K = fan_out)
+//   2 gradient: [∂W ∂b] = Δᵀ·[In 1] over one slice of rows, written to that
+//               slice's partial sums (M = fan_out, N = fan_in + bias, K = rows)
+//
+// Per-row arrays (In, Z, H, Δ) are chain-major: [chain][row][unit].
+override MODE: u32;
+const FORWARD: u32 = 0u;
+const DELTA: u32 = 1u;
+const GRADIENT: u32 = 2u;
+
+// X (gathered through idx) or the previous layer's H; Z_prev in DELTA.
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+// θ, C × D.
+@group(0) @binding(2) var<storage, read> theta: array<f32>;
+// Row indices: the identity list, then the minibatch's.
+@group(0) @binding(3) var<storage, read> idx: array<u32>;
+// This layer's Δ = dL/dZ (DELTA, GRADIENT).
+@group(0) @binding(4) var<storage, read> delta: array<f32>;
+// Z (FORWARD), Δ_prev (DELTA), or the partial gradients, splits × C × D (GRADIENT).
+@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
+// H (FORWARD, hidden layers).
+@group(0) @binding(6) var<storage, read_write> dst2: array<f32>;
+
+// Output tile TILE × TILE per workgroup of 16 × 16 threads; thread (x, y)
+// owns rows 4y…4y+3 and columns 4x…4x+3 of it. The shared tiles hold, for TK
+// values of k, the tile's rows (A) and columns (B) as vec4s, so each k step of
+// a thread is two vec4 reads for 16 multiply-adds. Rows of the shared tiles
+// are padded to 17 vec4s so that vec4 stores walking k spread over the banks.
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+const STRIDE: u32 = 17u;
+var<workgroup> a_tile: array<vec4f, 272>; // TK × STRIDE: [k][i / 4][i % 4]
+var<workgroup> b_tile: array<vec4f, 272>; // TK × STRIDE: [k][j / 4][j % 4]
+
+// The layer input at (row of the chunk, unit).
+fn input_at(c: u32, row: u32, unit: u32) -> f32 {
+    if p.gather != 0u {
+        return inp[idx[p.idx_base + p.row0 + row] * p.fan_in + unit];
+    }
+    return inp[(c * p.rows + row) * p.fan_in + unit];
+}
+
+// (M, N, K) of the product.
+fn dims() -> vec3u {
+    switch MODE {
+        case 0u: { return vec3u(p.rows, p.fan_out, p.fan_in); }
+        case 1u: { return vec3u(p.rows, p.fan_in, p.fan_out); }
+        default: { return vec3u(p.fan_out, p.fan_in + p.has_bias, p.rows); }
+    }
+}
+
+fn load_a(c: u32, i: u32, k: u32) -> f32 {
+    switch MODE {
+        case 0u: { return input_at(c, i, k); }
+        case 1u: { return delta[(c * p.rows + i) * p.fan_out + k]; }
+        default: { return delta[(c * p.rows + k) * p.fan_out + i]; }
+    }
+}
+
+fn load_b(c: u32, k: u32, j: u32) -> f32 {
+    let w = c * p.dim + p.w_off;
+    switch MODE {
+        case 0u: { return theta[w + j * p.fan_in + k]; }
+        case 1u: { return theta[w + k * p.fan_in + j]; }
+        default: {
+            if j < p.fan_in {
+                return input_at(c, k, j);
+            }
+            return 1.0; // the bias column
+        }
+    }
+}
+
+fn store(c: u32, s: u32, i: u32, j: u32, acc: f32) {
+    switch MODE {
+        case 0u: {
+            var z = acc;
+            if p.has_bias != 0u {
+                z += theta[c * p.dim + p.b_off + j];
+            }
+            let o = (c * p.rows + i) * p.fan_out + j;
+            dst[o] = z;
+            if p.hidden != 0u {
+                dst2[o] = act(z);
+            }
+        }
+        case 1u: {
+            let o = (c * p.rows + i) * p.fan_in + j;
+            dst[o] = acc * act_deriv(inp[o]);
+        }
+        default: {
+            let base = (s * p.chains + c) * p.dim;
+            if j < p.fan_in {
+                dst[base + p.w_off + i * p.fan_in + j] = acc;
+            } else {
+                dst[base + p.b_off + i] = acc;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(local_invocation_id) lid: vec3u,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let d = dims();
+    var c = wg.z;
+    var s = 0u;
+    var k_lo = 0u;
+    var k_hi = d.z;
+    if MODE == GRADIENT {
+        c = wg.z % p.chains;
+        s = wg.z / p.chains;
+        k_lo = min(s * p.split_rows, d.z);
+        k_hi = min(k_lo + p.split_rows, d.z);
+    }
+    let i0 = wg.y * TILE;
+    let j0 = wg.x * TILE;
+    // Each thread fills one vec4 of each shared tile per k step (256 threads ×
+    // 4 values = TK × TILE): four
+    // consecutive i (of A) or j (of B) at one k. Neighbouring threads take
+    // neighbouring k where memory is contiguous in k (A except in GRADIENT,
+    // where it is Δᵀ; B only in FORWARD, where it is Wᵀ), else neighbouring i/j.
+    let a_k_fast = MODE != GRADIENT;
+    let b_k_fast = MODE == FORWARD;
+    let a_k = select(li / 16u, li % 16u, a_k_fast);
+    let a_i = i0 + 4u * select(li % 16u, li / 16u, a_k_fast);
+    let b_k = select(li / 16u, li % 16u, b_k_fast);
+    let b_j = j0 + 4u * select(li % 16u, li / 16u, b_k_fast);
+    var acc: array<vec4f, 4>; // acc[r] = outputs (4y + r, 4x…4x+3)
+    for (var k0 = k_lo; k0 < k_hi; k0 += TK) {
+        var va = vec4f(0.0);
+        var vb = vec4f(0.0);
+        for (var q = 0u; q < 4u; q++) {
+            if a_i + q < d.x && k0 + a_k < k_hi {
+                va[q] = load_a(c, a_i + q, k0 + a_k);
+            }
+            if b_j + q < d.y && k0 + b_k < k_hi {
+                vb[q] = load_b(c, k0 + b_k, b_j + q);
+            }
+        }
+        a_tile[a_k * STRIDE + (a_i - i0) / 4u] = va;
+        b_tile[b_k * STRIDE + (b_j - j0) / 4u] = vb;
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let a = a_tile[kk * STRIDE + lid.y];
+            let b = b_tile[kk * STRIDE + lid.x];
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let i = i0 + 4u * lid.y + r;
+        for (var q = 0u; q < 4u; q++) {
+            let j = j0 + 4u * lid.x + q;
+            if i < d.x && j < d.y {
+                store(c, s, i, j, acc[r][q]);
+            }
+        }
+    }
+}
