@@ -4,8 +4,10 @@
 //! `mclmc_find_L_and_step_size` tuner with diagonal preconditioning, **on by
 //! default** (the original silently ran L = 1, ε = 0.1). Every chain tunes its
 //! own L, ε and mass matrix, in lockstep. Deliberate fixes: the tuner's
-//! "ε_new == ε_max gives ε = 0" quirk becomes min(ε_new, ε_max), and work is
-//! 2 gradient evaluations per step (counted by the host).
+//! "ε_new == ε_max gives ε = 0" quirk becomes min(ε_new, ε_max), work is
+//! 2 gradient evaluations per step (counted by the host), and the tuner's
+//! starting L and ε are scaled by 1/√(nβ + γ), the posterior's scale (BlackJAX
+//! assumes unit scale; unscaled, short tuning runs on `base` diverged).
 
 pub mod integrator;
 
@@ -30,10 +32,10 @@ pub struct Config {
     pub trust_in_estimate: f64,
     pub num_effective_samples: f64,
     pub diagonal_preconditioning: bool,
-    /// Initial (or, untuned, fixed) momentum decoherence length; `None` = √D.
+    /// Initial (or, untuned, fixed) momentum decoherence length; `None` = √D·σ.
     #[serde(rename = "L")]
     pub l: Option<f64>,
-    /// Initial (or, untuned, fixed) step size; `None` = 0.25·√D.
+    /// Initial (or, untuned, fixed) step size; `None` = 0.25·√D·σ.
     pub step_size: Option<f64>,
     /// Chains start at θ* + init_jitter·N(0, I).
     pub init_jitter: f64,
@@ -54,8 +56,8 @@ impl Sampler for Mclmc {
             version: env!("CARGO_PKG_VERSION").into(),
             help: "Unadjusted microcanonical Langevin Monte Carlo: isokinetic McLachlan integrator (2 gradients \
                    per step) with ESH momentum updates and partial refresh, tuned by BlackJAX 1.2.5's three-stage \
-                   L/step-size tuner with diagonal preconditioning (on by default; L and step_size seed it, or fix \
-                   them with tune: false). Each chain tunes its own; a step that produces non-finite values is \
+                   L/step-size tuner with diagonal preconditioning (on by default; it starts from L = √D·σ, ε = 0.25·√D·σ with \
+                   σ = 1/√(nβ + γ), or from L and step_size when given; tune: false fixes them). Each chain tunes its own; a step that produces non-finite values is \
                    undone and caps ε at 0.8× its value. Tuning steps are recorded as burn-in. Records \
                    energy_change, step_size and L."
                 .into(),
@@ -228,6 +230,11 @@ pub fn ess_single_chain(x: &[f64]) -> f64 {
     nf / tau
 }
 
+/// nβ + γ: the curvature scale of the tempered, localised posterior.
+fn posterior_curvature(model: &ModelMut<'_>) -> f64 {
+    model.n_data() as f64 * model.beta() + model.gamma()
+}
+
 fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> Result<RunSummary, SamplerError> {
     let (c, d) = (model.n_chains(), model.dim());
     if d < 2 {
@@ -254,8 +261,13 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
     let tuning = if cfg.tune { n1 + n2 + n2b + n3 } else { 0 };
     let total = tuning + cfg.draws;
     sink.begin(Plan { draws: total, burn_in: tuning, independent: false }).into_result()?;
-    let l0 = cfg.l.unwrap_or((d as f64).sqrt());
-    let e0 = cfg.step_size.unwrap_or(0.25 * (d as f64).sqrt());
+    // BlackJAX starts from L = √D, ε = 0.25·√D, which assumes a posterior of unit
+    // scale. This one has scale about σ = 1/√(nβ + γ) (exactly, for the quadratic),
+    // so the defaults are scaled by σ; with nβ ≈ 2000 (the `base` target) the
+    // unscaled start ε ≈ 25 made short tuning runs diverge.
+    let sigma = 1.0 / (posterior_curvature(&model)).sqrt();
+    let l0 = cfg.l.unwrap_or((d as f64).sqrt() * sigma);
+    let e0 = cfg.step_size.unwrap_or(0.25 * (d as f64).sqrt() * sigma);
     if !(l0 > 0.0 && e0 > 0.0) {
         return Err(SamplerError::fatal("L and step_size must be > 0"));
     }
