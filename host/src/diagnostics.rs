@@ -91,36 +91,7 @@ pub fn ess(x: &[Vec<f64>]) -> f64 {
     if m > 1 {
         var_plus += var_ddof1(&chain_means);
     }
-    let mean_acov = |k: usize| acov.iter().map(|a| a[k]).sum::<f64>() / m as f64;
-    let mut rho = vec![0.0; n];
-    rho[0] = 1.0;
-    rho[1] = 1.0 - (mean_var - mean_acov(1)) / var_plus;
-    let (mut rho_even, mut rho_odd) = (rho[0], rho[1]);
-    let mut t = 1;
-    while t < n - 3 && rho_even + rho_odd > 0.0 {
-        rho_even = 1.0 - (mean_var - mean_acov(t + 1)) / var_plus;
-        rho_odd = 1.0 - (mean_var - mean_acov(t + 2)) / var_plus;
-        if rho_even + rho_odd >= 0.0 {
-            rho[t + 1] = rho_even;
-            rho[t + 2] = rho_odd;
-        }
-        t += 2;
-    }
-    let max_t = t - 2;
-    if rho_even > 0.0 {
-        rho[max_t + 1] = rho_even;
-    }
-    let mut t = 1;
-    while t + 2 <= max_t {
-        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t] {
-            rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0;
-            rho[t + 2] = rho[t + 1];
-        }
-        t += 2;
-    }
-    let mn = (m * n) as f64;
-    let tau = (-1.0 + 2.0 * rho[..=max_t].iter().sum::<f64>() + rho[max_t + 1]).max(1.0 / mn.log10());
-    mn / tau
+    lh_plugin_api::ess_geyer(m, n, mean_var, var_plus, |k| acov.iter().map(|a| a[k]).sum::<f64>() / m as f64)
 }
 
 /// Bulk ESS: ESS of the rank-normalised split chains.

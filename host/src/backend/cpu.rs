@@ -153,15 +153,7 @@ pub struct CpuBackend<T> {
 impl<T: Real> CpuBackend<T> {
     /// A backend over `data` for `chains` chains using up to `threads` threads.
     pub fn new(spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, threads: usize) -> Result<Self> {
-        crate::ensure!(chains >= 1, "chains must be ≥ 1");
-        crate::ensure!(
-            data.d_in == spec.in_dim && data.d_out == spec.out_dim,
-            "data is {}→{} but the model is {}→{}",
-            data.d_in,
-            data.d_out,
-            spec.in_dim,
-            spec.out_dim
-        );
+        super::check_model_data(spec, data, chains)?;
         let layout = spec.layout();
         let dim = spec.n_params();
         let max_w = spec.sizes().into_iter().max().unwrap_or(1);

@@ -81,6 +81,20 @@ pub fn gradient_flops(spec: &MlpSpec, n: usize, chains: usize) -> f64 {
     6.0 * n as f64 * macs as f64 * chains as f64
 }
 
+/// Checks that a backend can be built: at least one chain, data shaped for the model.
+pub(crate) fn check_model_data(spec: &MlpSpec, data: &Dataset, chains: usize) -> Result<()> {
+    crate::ensure!(chains >= 1, "chains must be ≥ 1");
+    crate::ensure!(
+        data.d_in == spec.in_dim && data.d_out == spec.out_dim,
+        "data is {}→{} but the model is {}→{}",
+        data.d_in,
+        data.d_out,
+        spec.in_dim,
+        spec.out_dim
+    );
+    Ok(())
+}
+
 /// Checks the shapes of one evaluation's buffers.
 pub(crate) fn check_shapes(b: &dyn Backend, positions: &[f64], loss: &[f64], grads: Option<&[f64]>) -> Result<()> {
     let (c, d) = (b.chains(), b.dim());

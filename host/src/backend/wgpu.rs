@@ -325,15 +325,7 @@ impl WgpuBackend {
         chains: usize,
         max_chunk_rows: Option<usize>,
     ) -> Result<Self> {
-        crate::ensure!(chains >= 1, "chains must be ≥ 1");
-        crate::ensure!(
-            data.d_in == spec.in_dim && data.d_out == spec.out_dim,
-            "data is {}→{} but the model is {}→{}",
-            data.d_in,
-            data.d_out,
-            spec.in_dim,
-            spec.out_dim
-        );
+        super::check_model_data(spec, data, chains)?;
         scoped(&ctx.device, "creating the buffers and pipelines of the wgpu backend", || {
             Self::build(ctx, spec, data, loss, chains, max_chunk_rows)
         })

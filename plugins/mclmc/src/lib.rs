@@ -197,37 +197,7 @@ pub fn ess_single_chain(x: &[f64]) -> f64 {
         return n as f64;
     }
     let nf = n as f64;
-    let mean_var = var0 * nf / (nf - 1.0);
-    let var_plus = mean_var * (nf - 1.0) / nf;
-    let rho_at = |k: usize| 1.0 - (mean_var - acov(k)) / var_plus;
-    let mut rho = vec![0.0; n];
-    rho[0] = 1.0;
-    rho[1] = rho_at(1);
-    let (mut even, mut odd) = (rho[0], rho[1]);
-    let mut t = 1;
-    while t < n - 3 && even + odd > 0.0 {
-        even = rho_at(t + 1);
-        odd = rho_at(t + 2);
-        if even + odd >= 0.0 {
-            rho[t + 1] = even;
-            rho[t + 2] = odd;
-        }
-        t += 2;
-    }
-    let max_t = t - 2;
-    if even > 0.0 {
-        rho[max_t + 1] = even;
-    }
-    let mut t = 1;
-    while t + 2 <= max_t {
-        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t] {
-            rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0;
-            rho[t + 2] = rho[t + 1];
-        }
-        t += 2;
-    }
-    let tau = (-1.0 + 2.0 * rho[..=max_t].iter().sum::<f64>() + rho[max_t + 1]).max(1.0 / nf.log10());
-    nf / tau
+    ess_geyer(1, n, var0 * nf / (nf - 1.0), var0, acov)
 }
 
 /// nβ + γ: the curvature scale of the tempered, localised posterior.
