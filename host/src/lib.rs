@@ -19,3 +19,4 @@ pub mod estimate;
 pub mod posterior;
 pub mod plugins;
 pub mod sample;
+pub mod analysis;

@@ -52,6 +52,13 @@ enum Command {
     },
     /// List the sampler plugins found: name, version, API version, path, help and default config.
     Plugins,
+    /// Stage C: analyse a run directory: analysis.json (λ̂, R̂/ESS of L_n and of every
+    /// recorded statistic, divergences) and diagnostics/{trace_loss,running_llc}.svg.
+    Diagnose {
+        /// The run directory (printed by `sample` and `run`).
+        #[arg(long = "run-dir")]
+        run_dir: PathBuf,
+    },
     /// List or inspect the targets in the store.
     Targets {
         #[command(subcommand)]
@@ -192,6 +199,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { target_config, target, args } => run_cmd(&store, target_config, target, args),
         Command::Plugins => plugins_cmd(),
+        Command::Diagnose { run_dir } => {
+            let (path, a) = lh_host::analysis::analyse(&run_dir)?;
+            println!("λ̂ = {:.4} ± {:.4}  ({} chains × {} draws after burn-in {})", a.llc.mean, a.llc.se, a.chains, a.draws - a.burn_in, a.burn_in);
+            for (name, t) in &a.traces {
+                let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+                println!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, f(t.rhat), f(t.ess_bulk), f(t.ess_tail));
+            }
+            if let Some(d) = a.divergences {
+                println!("  divergences after burn-in: {d}");
+            }
+            println!("wrote {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+            Ok(())
+        }
         Command::Bench { abi_overhead: true, chains, n, json, .. } => {
             let r = bench::abi_overhead(n.unwrap_or(1000), chains, 100_000)?;
             if json {

@@ -206,3 +206,29 @@ fn plugin_failures_keep_what_was_recorded() {
         .collect();
     assert_eq!(statuses.iter().filter(|s| *s == "failed").count(), 3, "{statuses:?}");
 }
+
+#[test]
+fn diagnose_writes_analysis_and_plots() {
+    let h = Home::new();
+    let lib = example_plugin();
+    let id = build_tiny(&h);
+    let out = h.ok(&["sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--set", "draws=400", "--set", "burn_in=100"]);
+    let dir = run_dir(&out);
+    let report = h.ok(&["diagnose", "--run-dir", dir.to_str().unwrap()]);
+    assert!(report.contains("acceptance_rate") && report.contains("step_size"), "{report}");
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("analysis.json")).unwrap()).unwrap();
+    let m = manifest(&dir);
+    // The analysis recomputes λ̂ from the traces: it must agree with the manifest's.
+    assert!((a["llc"]["mean"].as_f64().unwrap() - m["llc"]["mean"].as_f64().unwrap()).abs() < 1e-12);
+    assert_eq!(a["draws"], 400);
+    assert_eq!(a["burn_in"], 100);
+    for t in ["loss", "acceptance_rate", "step_size"] {
+        assert!(a["traces"][t]["mean"].is_number(), "{t}: {a}");
+    }
+    for plot in ["trace_loss.svg", "running_llc.svg"] {
+        let svg = std::fs::read_to_string(dir.join("diagnostics").join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("chain 0") && svg.contains("<polyline"), "{plot}");
+    }
+    let err = h.fails(&["diagnose", "--run-dir", h.path().join("nope").to_str().unwrap()]);
+    assert!(err.contains("nope/manifest.json"), "{err}");
+}
