@@ -29,15 +29,22 @@ cases = {
     "heavy_tail_3x400": rng.standard_t(2.0, (3, 400)),
     "ties_4x300": rng.integers(0, 5, (4, 300)).astype(float),
     "short_2x10": rng.standard_normal((2, 10)),
+    "constant_3x50": np.full((3, 50), 1.25),
 }
+def num(v):
+    """JSON has no NaN: store it as null."""
+    v = float(v)
+    return None if np.isnan(v) else v
+
+
 out = {}
 for name, x in cases.items():
     out[name] = {
         "x": x.tolist(),
-        "rhat": float(az.rhat(x, method="rank")),
-        "ess_bulk": float(az.ess(x, method="bulk")),
-        "ess_tail": float(az.ess(x, method="tail")),
-        "mcse_mean": float(az.mcse(x, method="mean")),
+        "rhat": num(az.rhat(x, method="rank")),
+        "ess_bulk": num(az.ess(x, method="bulk")),
+        "ess_tail": num(az.ess(x, method="tail")),
+        "mcse_mean": num(az.mcse(x, method="mean")),
     }
 out["_generator"] = "tests/data/make_arviz_golden.py with arviz " + az.__version__ + ", numpy " + np.__version__
 with open("arviz_golden.json", "w") as f:

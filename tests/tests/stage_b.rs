@@ -231,4 +231,10 @@ fn diagnose_writes_analysis_and_plots() {
     }
     let err = h.fails(&["diagnose", "--run-dir", h.path().join("nope").to_str().unwrap()]);
     assert!(err.contains("nope/manifest.json"), "{err}");
+    // A truncated traces.npz is a clear error naming it.
+    let traces = dir.join("traces.npz");
+    let bytes = std::fs::read(&traces).unwrap();
+    std::fs::write(&traces, &bytes[..bytes.len() / 3]).unwrap();
+    let err = h.fails(&["diagnose", "--run-dir", dir.to_str().unwrap()]);
+    assert!(err.contains("traces.npz"), "{err}");
 }
