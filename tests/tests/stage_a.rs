@@ -256,7 +256,20 @@ fn truth_reproduces_the_reference_values() {
 #[test]
 fn every_subcommand_has_help() {
     let h = Home::new();
-    for cmd in [&["build"][..], &["targets"], &["targets", "ls"], &["targets", "show"], &["import"], &["truth"], &["bench"]] {
+    for cmd in [
+        &["build"][..],
+        &["targets"],
+        &["targets", "ls"],
+        &["targets", "show"],
+        &["import"],
+        &["truth"],
+        &["bench"],
+        &["sample"],
+        &["run"],
+        &["plugins"],
+        &["diagnose"],
+        &["devices"],
+    ] {
         let mut args = cmd.to_vec();
         args.push("--help");
         let out = h.ok(&args);
