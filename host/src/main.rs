@@ -158,6 +158,9 @@ struct SampleArgs {
     /// CPU threads (default: LH_THREADS or all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Then run `diagnose` on the run directory (analysis.json and plots).
+    #[arg(long)]
+    diagnose: bool,
 }
 
 #[derive(Subcommand)]
@@ -458,6 +461,10 @@ fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &s
         if m.status == sample::Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
     );
     println!("run: {}", out.dir.display());
+    if a.diagnose {
+        let (path, analysis) = lh_host::analysis::analyse(&out.dir)?;
+        println!("diagnostics: {} and diagnostics/{}", path.display(), analysis.plots.join(", diagnostics/"));
+    }
     Ok(out)
 }
 

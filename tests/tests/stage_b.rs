@@ -99,8 +99,10 @@ fn run_builds_the_default_target_and_samples_it() {
     assert!(out.contains("built now") && out.contains("λ̂ = ") && out.contains("R̂(L_n) = "), "{out}");
     let dir = run_dir(&out);
     assert!(dir.starts_with(h.path().join("artifacts/experiments/default/runs")));
-    let again = h.ok(&["run", "--plugin", lib.to_str().unwrap(), "--set", "draws=200", "--set", "burn_in=50"]);
-    assert!(again.contains("from the store"), "{again}");
+    let again = h.ok(&["run", "--plugin", lib.to_str().unwrap(), "--set", "draws=200", "--set", "burn_in=50", "--diagnose"]);
+    assert!(again.contains("from the store") && again.contains("diagnostics: "), "{again}");
+    let dir = run_dir(&again);
+    assert!(dir.join("analysis.json").exists() && dir.join("diagnostics/running_llc.svg").exists());
 }
 
 #[test]
