@@ -386,6 +386,35 @@ pub fn jittered_start(center: &[f64], scale: f64, rngs: &mut [ChainRng]) -> Vec<
         .collect()
 }
 
+/// Minibatch rows for all chains: the rows 0..n reshuffled every epoch and
+/// handed out `batch` at a time, without replacement within an epoch (a
+/// partial last batch of an epoch is skipped). Give it a stream of its own so
+/// the batches do not depend on the chain count.
+pub struct Minibatches {
+    order: Vec<u32>,
+    cursor: usize,
+    batch: usize,
+    rng: ChainRng,
+}
+
+impl Minibatches {
+    /// Batches of `batch` rows (capped at n) out of n, shuffled with `rng`.
+    pub fn new(n: usize, batch: usize, rng: ChainRng) -> Self {
+        Self { order: (0..n as u32).collect(), cursor: n, batch: batch.clamp(1, n.max(1)), rng }
+    }
+
+    /// The next batch of row indices.
+    pub fn next_batch(&mut self) -> &[u32] {
+        use rand::seq::SliceRandom;
+        if self.cursor + self.batch > self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+        self.cursor += self.batch;
+        &self.order[self.cursor - self.batch..self.cursor]
+    }
+}
+
 /// Effective sample size of m chains of n draws from their autocovariances,
 /// with Geyer's initial positive sequence and monotone correction, as ArviZ's
 /// `_ess` and BlackJAX's `effective_sample_size`: `mean_var` is the mean
@@ -454,6 +483,17 @@ mod tests {
         let mut b = chain_rngs(7, 5);
         assert_eq!(a[1].next_u64(), b[1].next_u64());
         assert_ne!(b[0].next_u64(), b[2].next_u64());
+    }
+
+    #[test]
+    fn minibatches_cover_every_row_once_per_epoch() {
+        let mut b = Minibatches::new(10, 3, chain_rngs(1, 1).remove(0));
+        let mut seen: Vec<u32> = (0..3).flat_map(|_| b.next_batch().to_vec()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 9, "three batches of an epoch are disjoint");
+        assert_eq!(b.next_batch().len(), 3);
+        assert_eq!(Minibatches::new(2, 5, chain_rngs(1, 1).remove(0)).next_batch().len(), 2);
     }
 
     #[test]

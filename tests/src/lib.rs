@@ -157,3 +157,74 @@ pub fn tiny_experiment(seed: u64, extra_overrides: &str) -> String {
 )"#
     )
 }
+
+/// The first whitespace-separated token of a command's output (e.g. the target id `build` prints).
+pub fn first_token(s: &str) -> String {
+    s.split_whitespace().next().expect("output has a token").to_string()
+}
+
+/// The manifest.json of the run whose directory `sample`/`run` printed (`run: DIR`).
+pub fn manifest(stdout: &str) -> serde_json::Value {
+    let dir = PathBuf::from(stdout.lines().find_map(|l| l.strip_prefix("run: ")).expect("run dir printed").trim());
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json")).expect("valid JSON")
+}
+
+/// The quadratic oracle (L = ½‖θ‖², D = 20, n = 1000, γ = 50), built in `h`:
+/// its id and the exact λ̂ = D·nβ/(2(nβ + γ)).
+pub fn quadratic_target(h: &Home) -> (String, f64) {
+    let exp = r#"(name: "quad", targets: [(quadratic: (dim: 20, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
+    let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
+    let nb = 1000.0 / 1000f64.ln();
+    (id, 20.0 * nb / (2.0 * (nb + 50.0)))
+}
+
+/// Solves for tr(A⁻¹) of a symmetric positive definite matrix (row-major k×k) by Gauss–Jordan.
+fn trace_of_inverse(a: &[f64], k: usize) -> f64 {
+    let mut m = a.to_vec();
+    let mut inv: Vec<f64> = (0..k * k).map(|i| f64::from(u8::from(i / k == i % k))).collect();
+    for col in 0..k {
+        let piv = m[col * k + col];
+        for j in 0..k {
+            m[col * k + j] /= piv;
+            inv[col * k + j] /= piv;
+        }
+        for row in 0..k {
+            if row != col {
+                let f = m[row * k + col];
+                for j in 0..k {
+                    m[row * k + j] -= f * m[col * k + j];
+                    inv[row * k + j] -= f * inv[col * k + j];
+                }
+            }
+        }
+    }
+    (0..k).map(|i| inv[i * k + i]).sum()
+}
+
+/// A regular model built in `h` (a linear layer 6 → 3 with bias, n = 3000,
+/// γ = 1, f64): its id and the exact λ̂ of its Gaussian posterior,
+/// Σᵢ nβhᵢ/(2(nβhᵢ + γ)) over the Hessian's eigenvalues hᵢ at w*, i.e.
+/// ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2), with H = (2/(n·d_out)) X̃ᵀX̃ per output (X̃ = [X, 1]).
+pub fn regular_target(h: &Home) -> (String, f64) {
+    h.write("linear.ron", "(in_dim: 6, out_dim: 3, widths: [], activation: identity, bias: true)");
+    h.write("n3000.ron", "(n: 3000, n_test: 0, input: gauss_iso, noise: gauss(scale: 0.1))");
+    let exp = r#"(name: "regular", targets: [(model: "linear.ron", data: "n3000.ron", seed: 4,
+        overrides: (training: (precision: f64, lr: 0.01, steps: 5000)))])"#;
+    let id = first_token(&h.ok(&["build", "--config", &h.write("r.ron", exp)]));
+    let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).expect("the target's object");
+    let (_, x) = lh_host::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
+    let (n, k) = (3000usize, 7usize);
+    let nb = n as f64 / (n as f64).ln();
+    let mut a = vec![0.0; k * k];
+    for r in 0..n {
+        let row: Vec<f64> = x[r * 6..(r + 1) * 6].iter().copied().chain([1.0]).collect();
+        for i in 0..k {
+            for j in 0..k {
+                a[i * k + j] += row[i] * row[j];
+            }
+        }
+    }
+    let scale = 2.0 / (n as f64 * 3.0);
+    let shifted: Vec<f64> = (0..k * k).map(|i| nb * scale * a[i] + f64::from(u8::from(i / k == i % k))).collect();
+    (id, 0.5 * (21.0 - 3.0 * trace_of_inverse(&shifted, k)))
+}

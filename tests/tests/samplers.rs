@@ -1,29 +1,15 @@
 //! The built-in sampler plugins on exact oracles, through the real binary.
 
-use std::path::PathBuf;
-
-use lh_tests::Home;
-
-fn first_token(s: &str) -> String {
-    s.split_whitespace().next().expect("output has a token").to_string()
-}
-
-fn manifest(stdout: &str) -> serde_json::Value {
-    let dir = PathBuf::from(stdout.lines().find_map(|l| l.strip_prefix("run: ")).expect("run dir printed").trim());
-    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
-}
+use lh_tests::{first_token, manifest, quadratic_target, regular_target, Home};
 
 /// Quadratic target: λ̂ = D·nβ/(2(nβ + γ)) exactly. HMC (seed fixed) must be
 /// within 3 standard errors, and the standard error small enough to matter.
 #[test]
 fn hmc_on_the_quadratic_oracle() {
     let h = Home::new();
-    let exp = r#"(name: "quad", targets: [(quadratic: (dim: 20, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
-    let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
+    let (id, want) = quadratic_target(&h);
     let out = h.ok(&["sample", "--target", &id, "--plugin", "hmc", "--seed", "1", "--set", "draws=1000", "--set", "warmup=300"]);
     let m = manifest(&out);
-    let nb = 1000.0 / 1000f64.ln();
-    let want = 20.0 * nb / (2.0 * (nb + 50.0));
     let (got, se) = (m["llc"]["mean"].as_f64().unwrap(), m["llc"]["se"].as_f64().unwrap());
     assert!((got - want).abs() < 3.0 * se, "λ̂ = {got} ± {se}, exact {want}");
     assert!(se < 0.03 * want, "se {se}");
@@ -52,29 +38,6 @@ fn run_hmc_on_the_default_target() {
     assert!(llc > 0.0 && llc < 22.5, "{llc}");
 }
 
-/// Solves for tr(A⁻¹) of a symmetric positive definite matrix (row-major k×k) by Gauss–Jordan.
-fn trace_of_inverse(a: &[f64], k: usize) -> f64 {
-    let mut m = a.to_vec();
-    let mut inv: Vec<f64> = (0..k * k).map(|i| f64::from(u8::from(i / k == i % k))).collect();
-    for col in 0..k {
-        let piv = m[col * k + col];
-        for j in 0..k {
-            m[col * k + j] /= piv;
-            inv[col * k + j] /= piv;
-        }
-        for row in 0..k {
-            if row != col {
-                let f = m[row * k + col];
-                for j in 0..k {
-                    m[row * k + j] -= f * m[col * k + j];
-                    inv[row * k + j] -= f * inv[col * k + j];
-                }
-            }
-        }
-    }
-    (0..k).map(|i| inv[i * k + i]).sum()
-}
-
 /// A regular model (a linear layer 6 → 3 with bias, n = 3000, γ = 1): the exact
 /// λ̂ of its Gaussian posterior is Σᵢ nβhᵢ/(2(nβhᵢ + γ)) over the Hessian's
 /// eigenvalues hᵢ at w*, i.e. ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2). HMC and
@@ -82,28 +45,7 @@ fn trace_of_inverse(a: &[f64], k: usize) -> f64 {
 #[test]
 fn hmc_and_mclmc_on_a_regular_model() {
     let h = Home::new();
-    h.write("linear.ron", "(in_dim: 6, out_dim: 3, widths: [], activation: identity, bias: true)");
-    h.write("n3000.ron", "(n: 3000, n_test: 0, input: gauss_iso, noise: gauss(scale: 0.1))");
-    let exp = r#"(name: "regular", targets: [(model: "linear.ron", data: "n3000.ron", seed: 4,
-        overrides: (training: (precision: f64, lr: 0.01, steps: 5000)))])"#;
-    let id = first_token(&h.ok(&["build", "--config", &h.write("r.ron", exp)]));
-    // H = (2/(n·d_out)) X̃ᵀX̃ for each of the 3 outputs (X̃ = [X, 1]).
-    let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).unwrap();
-    let (_, x) = lh_host::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
-    let (n, k) = (3000usize, 7usize);
-    let nb = n as f64 / (n as f64).ln();
-    let mut a = vec![0.0; k * k];
-    for r in 0..n {
-        let row: Vec<f64> = x[r * 6..(r + 1) * 6].iter().copied().chain([1.0]).collect();
-        for i in 0..k {
-            for j in 0..k {
-                a[i * k + j] += row[i] * row[j];
-            }
-        }
-    }
-    let scale = 2.0 / (n as f64 * 3.0);
-    let shifted: Vec<f64> = (0..k * k).map(|i| nb * scale * a[i] + f64::from(u8::from(i / k == i % k))).collect();
-    let want = 0.5 * (21.0 - 3.0 * trace_of_inverse(&shifted, k));
+    let (id, want) = regular_target(&h);
     for plugin in ["hmc", "mclmc"] {
         let m = manifest(&h.ok(&["sample", "--target", &id, "--plugin", plugin, "--seed", "2"]));
         let got = m["llc"]["mean"].as_f64().unwrap();
@@ -123,10 +65,7 @@ fn hmc_and_mclmc_on_a_regular_model() {
 #[test]
 fn sgld_on_the_quadratic_oracle() {
     let h = Home::new();
-    let exp = r#"(name: "quad", targets: [(quadratic: (dim: 20, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
-    let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
-    let nb = 1000.0 / 1000f64.ln();
-    let want = 20.0 * nb / (2.0 * (nb + 50.0));
+    let (id, want) = quadratic_target(&h);
     for (precond, step, tol) in [("none", "2e-4", 0.05), ("rmsprop", "1.5e-5", 0.05), ("adam", "1.5e-5", 0.20)] {
         let out = h.ok(&[
             "sample", "--target", &id, "--plugin", "sgld", "--seed", "5", "--set", &format!("precond={precond}"), "--set", &format!("step_size={step}"),
@@ -147,12 +86,9 @@ fn sgld_on_the_quadratic_oracle() {
 #[test]
 fn mclmc_on_the_quadratic_oracle() {
     let h = Home::new();
-    let exp = r#"(name: "quad", targets: [(quadratic: (dim: 20, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
-    let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
+    let (id, want) = quadratic_target(&h);
     let out = h.ok(&["sample", "--target", &id, "--plugin", "mclmc", "--seed", "3", "--set", "desired_energy_var=2e-5"]);
     let m = manifest(&out);
-    let nb = 1000.0 / 1000f64.ln();
-    let want = 20.0 * nb / (2.0 * (nb + 50.0));
     let (got, se) = (m["llc"]["mean"].as_f64().unwrap(), m["llc"]["se"].as_f64().unwrap());
     assert!((got - want).abs() < 3.0 * se, "λ̂ = {got} ± {se}, exact {want}");
     assert!(se < 0.03 * want);

@@ -20,7 +20,6 @@
 //! oracle it over-estimates λ̂ by 11–16 % whatever the step size.
 
 use lh_plugin_api::*;
-use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
 /// The preconditioner.
@@ -141,11 +140,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let (n_beta, gamma) = (n as f64 * model.beta(), model.gamma());
     let mut rngs = chain_rngs(seed, c);
     // The minibatch order has a stream of its own, not tied to the chain count.
-    let mut batch_rng = chain_rngs(seed ^ 0x9e37_79b9_7f4a_7c15, 1).remove(0);
+    let mut batches = Minibatches::new(n, cfg.batch_size, chain_rngs(seed ^ 0x9e37_79b9_7f4a_7c15, 1).remove(0));
     let mut theta = jittered_start(&center, cfg.init_jitter, &mut rngs);
-    let b = cfg.batch_size.min(n);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut cursor = n;
     let mut precond: Vec<Preconditioner> = (0..c).map(|_| Preconditioner::new(cfg.precond, d)).collect();
     let (mut grad, mut batch_loss, mut loss) = (vec![0.0; c * d], vec![0.0; c], vec![0.0; c]);
     let (mut pvec, mut drift, mut g_loss) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
@@ -156,12 +152,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let mut p_mean = vec![0.0; c];
 
     for step in 0..draws * cfg.eval_every {
-        if cursor + b > n {
-            order.shuffle(&mut batch_rng);
-            cursor = 0;
-        }
-        let rows = &order[cursor..cursor + b];
-        cursor += b;
+        let rows = batches.next_batch();
         model.minibatch_grad(theta.as_slice().into(), rows.into(), grad.as_mut_slice().into(), batch_loss.as_mut_slice().into()).into_result()?;
         for k in 0..c {
             let th = &mut theta[k * d..(k + 1) * d];
