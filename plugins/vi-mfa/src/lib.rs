@@ -62,7 +62,7 @@ pub struct Config {
 }
 
 const DEFAULTS: &str = "(components: 8, rank: 2, steps: 5000, batch_size: 256, lr: 0.01, lr_schedule: cosine, \
-                        lr_warmup_frac: 0.05, clip_global_norm: 5.0, eval_every: 50, eval_samples: 64, whitening: none, \
+                        lr_warmup_frac: 0.05, clip_global_norm: 1000.0, eval_every: 50, eval_samples: 64, whitening: none, \
                         whitening_decay: 0.99, init_scale: 1.0, control_variate: true, cv_fd_step: 1e-3)";
 
 /// The VI-MFA sampler.
