@@ -48,24 +48,68 @@ pub enum Whitening {
     Rmsprop,
 }
 
-/// The optimisation settings every variational plugin shares.
-#[derive(Debug, Clone)]
-pub struct OptConfig {
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub lr_schedule: Schedule,
-    /// Fraction of `steps` with a linear 0 → lr warm-up.
-    pub lr_warmup_frac: f64,
-    /// Global-norm clip of each chain's gradient.
-    pub clip_global_norm: f64,
-    /// Record every this many steps.
-    pub eval_every: usize,
-    /// i.i.d. draws of q per chain for the final estimate.
-    pub eval_samples: usize,
-    pub whitening: Whitening,
-    pub whitening_decay: f64,
+/// Declares a variational plugin's config struct: the optimisation keys every
+/// variational plugin shares, then the family's own fields, all required and
+/// unknown keys refused; `opt()` returns the shared part as an [`OptConfig`].
+///
+/// ```ignore
+/// lh_vi_common::vi_config!(
+///     /// My plugin's config.
+///     Config {
+///         /// Mixture components.
+///         components: usize,
+///     }
+/// );
+/// ```
+#[macro_export]
+macro_rules! vi_config {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(::serde::Deserialize, Debug, Clone)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Optimisation steps per chain (one draw of q and one minibatch gradient each).
+            pub steps: usize,
+            /// Minibatch size (capped at n).
+            pub batch_size: usize,
+            /// Adam's peak learning rate.
+            pub lr: f64,
+            /// The learning-rate schedule after the warm-up.
+            pub lr_schedule: $crate::Schedule,
+            /// Fraction of `steps` with a linear 0 → lr warm-up.
+            pub lr_warmup_frac: f64,
+            /// Global-norm clip of each chain's gradient. Keep it a guard against
+            /// blow-ups: a clip below the typical norm rescales nearly every step by
+            /// a draw-dependent factor, which biases q towards over-dispersion.
+            pub clip_global_norm: f64,
+            /// Record the optimisation every this many steps.
+            pub eval_every: usize,
+            /// i.i.d. draws of q per chain for the final estimate.
+            pub eval_samples: usize,
+            /// Diagonal pre-conditioning of parameter space.
+            pub whitening: $crate::Whitening,
+            /// RMSProp decay of the whitening pre-pass.
+            pub whitening_decay: f64,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// The shared optimisation settings.
+            pub fn opt(&self) -> $crate::OptConfig {
+                $crate::OptConfig {
+                    steps: self.steps, batch_size: self.batch_size, lr: self.lr, lr_schedule: self.lr_schedule,
+                    lr_warmup_frac: self.lr_warmup_frac, clip_global_norm: self.clip_global_norm, eval_every: self.eval_every,
+                    eval_samples: self.eval_samples, whitening: self.whitening, whitening_decay: self.whitening_decay,
+                }
+            }
+        }
+    };
 }
+
+vi_config!(
+    /// The optimisation settings every variational plugin shares.
+    OptConfig {}
+);
 
 impl OptConfig {
     fn check(&self) -> Result<(), SamplerError> {

@@ -64,42 +64,26 @@
 //! units) and scale multiplier e^t.
 
 use lh_plugin_api::*;
-use lh_vi_common::{self as vi, Family, OptConfig, Schedule, Whitening};
+use lh_vi_common::{self as vi, Family};
 use rand::seq::SliceRandom;
 
-/// vi-flow's config; every key has a default and unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Optimisation steps per chain (one draw and one minibatch gradient each).
-    pub steps: usize,
-    /// Minibatch size (capped at n).
-    pub batch_size: usize,
-    /// Adam's peak learning rate.
-    pub lr: f64,
-    pub lr_schedule: Schedule,
-    /// Fraction of `steps` with a linear 0 → lr warm-up.
-    pub lr_warmup_frac: f64,
-    pub clip_global_norm: f64,
-    /// Record the optimisation every this many steps.
-    pub eval_every: usize,
-    /// i.i.d. draws of q per chain for λ̂.
-    pub eval_samples: usize,
-    pub whitening: Whitening,
-    pub whitening_decay: f64,
-    /// Latent dimension d (capped at D).
-    pub d_latent: usize,
-    /// σ⊥ when it is not learnt.
-    pub sigma_perp: f64,
-    /// Learn log σ⊥ (started at the posterior's natural scale) instead of fixing it at `sigma_perp`.
-    pub learn_sigma_perp: bool,
-    /// Learn a per-coordinate multiplier e^t of the whitening scales (D extra parameters per chain).
-    pub learn_scales: bool,
-    /// Number of affine coupling layers.
-    pub flow_depth: usize,
-    /// Hidden widths of each coupling's MLP conditioner.
-    pub flow_hidden: Vec<usize>,
-}
+vi::vi_config!(
+    /// vi-flow's config: the shared optimisation keys and the family's own; unknown keys are errors.
+    Config {
+        /// Latent dimension d (capped at D).
+        d_latent: usize,
+        /// σ⊥ when it is not learnt.
+        sigma_perp: f64,
+        /// Learn log σ⊥ (started at the posterior's natural scale) instead of fixing it at `sigma_perp`.
+        learn_sigma_perp: bool,
+        /// Learn a per-coordinate multiplier e^t of the whitening scales (D extra parameters per chain).
+        learn_scales: bool,
+        /// Number of affine coupling layers.
+        flow_depth: usize,
+        /// Hidden widths of each coupling's MLP conditioner.
+        flow_hidden: Vec<usize>,
+    }
+);
 
 const DEFAULTS: &str = "(steps: 5000, batch_size: 256, lr: 0.01, lr_schedule: cosine, lr_warmup_frac: 0.05, \
                         clip_global_norm: 1000.0, eval_every: 50, eval_samples: 64, whitening: none, whitening_decay: 0.99, \
@@ -148,18 +132,7 @@ fn check(cfg: &Config) -> Result<(), SamplerError> {
 
 fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> Result<RunSummary, SamplerError> {
     check(cfg)?;
-    let opt = OptConfig {
-        steps: cfg.steps,
-        batch_size: cfg.batch_size,
-        lr: cfg.lr,
-        lr_schedule: cfg.lr_schedule,
-        lr_warmup_frac: cfg.lr_warmup_frac,
-        clip_global_norm: cfg.clip_global_norm,
-        eval_every: cfg.eval_every,
-        eval_samples: cfg.eval_samples,
-        whitening: cfg.whitening,
-        whitening_decay: cfg.whitening_decay,
-    };
+    let opt = cfg.opt();
     let (c, n) = (model.n_chains(), model.n_data());
     let mut rngs = chain_rngs(seed, c);
     // The minibatch order and the basis/permutations have streams of their own.

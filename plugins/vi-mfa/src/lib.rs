@@ -31,35 +31,25 @@
 //! central differences of the host's full-batch gradients (step `cv_fd_step`).
 
 use lh_plugin_api::*;
-use lh_vi_common::{self as vi, Evaluation, Family, OptConfig, Schedule, Whitening};
+use lh_vi_common::{self as vi, Evaluation, Family};
 use rand::RngExt;
 
-/// VI-MFA's config; unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Mixture components M.
-    pub components: usize,
-    /// Rank r of each component's factor loading.
-    pub rank: usize,
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub lr_schedule: Schedule,
-    pub lr_warmup_frac: f64,
-    pub clip_global_norm: f64,
-    pub eval_every: usize,
-    pub eval_samples: usize,
-    pub whitening: Whitening,
-    pub whitening_decay: f64,
-    /// Initial diagonal scale as a multiple of 1/√(nβ + γ) (the posterior's
-    /// scale when the Hessian is the identity).
-    pub init_scale: f64,
-    /// Record control-variate-adjusted L_n values (see the crate docs).
-    pub control_variate: bool,
-    /// Finite-difference step (in θ units) of the Hessian-vector products.
-    pub cv_fd_step: f64,
-}
+vi::vi_config!(
+    /// VI-MFA's config: the shared optimisation keys and the family's own; unknown keys are errors.
+    Config {
+        /// Mixture components M.
+        components: usize,
+        /// Rank r of each component's factor loading.
+        rank: usize,
+        /// Initial diagonal scale as a multiple of 1/√(nβ + γ) (the posterior's
+        /// scale when the Hessian is the identity).
+        init_scale: f64,
+        /// Record control-variate-adjusted L_n values (see the crate docs).
+        control_variate: bool,
+        /// Finite-difference step (in θ units) of the Hessian-vector products.
+        cv_fd_step: f64,
+    }
+);
 
 const DEFAULTS: &str = "(components: 8, rank: 2, steps: 5000, batch_size: 256, lr: 0.01, lr_schedule: cosine, \
                         lr_warmup_frac: 0.05, clip_global_norm: 1000.0, eval_every: 50, eval_samples: 64, whitening: none, \
@@ -374,18 +364,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     if cfg.components == 0 || cfg.rank == 0 || !(cfg.init_scale > 0.0) || !(cfg.cv_fd_step > 0.0) {
         return Err(SamplerError::fatal("need components ≥ 1, rank ≥ 1, init_scale > 0 and cv_fd_step > 0"));
     }
-    let opt = OptConfig {
-        steps: cfg.steps,
-        batch_size: cfg.batch_size,
-        lr: cfg.lr,
-        lr_schedule: cfg.lr_schedule,
-        lr_warmup_frac: cfg.lr_warmup_frac,
-        clip_global_norm: cfg.clip_global_norm,
-        eval_every: cfg.eval_every,
-        eval_samples: cfg.eval_samples,
-        whitening: cfg.whitening,
-        whitening_decay: cfg.whitening_decay,
-    };
+    let opt = cfg.opt();
     let (c, n) = (model.n_chains(), model.n_data());
     let n_beta = n as f64 * model.beta();
     let mut batches = Minibatches::new(n, cfg.batch_size, chain_rngs(seed ^ 0x9e37_79b9_7f4a_7c15, 1).remove(0));
