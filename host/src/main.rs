@@ -233,9 +233,8 @@ fn run(cli: Cli) -> Result<()> {
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
             let factory = BackendFactory::new(kind, threads)?;
             let precisions = precision.map_or_else(|| factory.precisions(), |p| vec![p]);
-            if let Some(p) = precisions.iter().find(|p| !factory.precisions().contains(p)) {
-                let offered: Vec<String> = factory.precisions().iter().map(ToString::to_string).collect();
-                bail!("--backend {} cannot compute in {p}, only in {}; use --backend cpu", format!("{kind:?}").to_lowercase(), offered.join(", "));
+            for note in precisions.iter().filter_map(|&p| factory.fallback_note(p)) {
+                eprintln!("note: {note}");
             }
             let default_n = match preset.as_str() {
                 "small" => 100,
@@ -286,7 +285,8 @@ fn devices(json: bool) -> Result<()> {
         println!("{:<40} {:<8} {:<14} {:<4} {:<7} {}", a.name, a.backend, a.device_type, yn(a.shader_f64), yn(a.compute), a.driver);
     }
     match all.iter().find(|a| a.hardware && a.compute) {
-        Some(a) => println!("--backend auto picks {} for f32 (f64 runs on the CPU)", a.name),
+        Some(a) if a.shader_f64 => println!("--backend auto picks {} for f32 and f64", a.name),
+        Some(a) => println!("--backend auto picks {} for f32 (it has no f64 in shaders: f64 runs on the CPU)", a.name),
         None => println!("--backend auto picks the CPU (no hardware GPU adapter)"),
     }
     Ok(())
@@ -411,6 +411,10 @@ fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &str) -> Result<sample::Outcome> {
     let factory = BackendFactory::new(a.backend, a.threads.unwrap_or_else(backend::cpu::default_threads))?;
+    let precision = a.precision.unwrap_or(t.meta.precision);
+    if let Some(note) = factory.fallback_note(precision) {
+        eprintln!("note: {note}");
+    }
     let path = plugins::resolve(&a.plugin)?;
     let plugin = plugins::load(&path)?;
     let config = sample::resolve_config(&plugin.info.default_config, &plugin.info.name, a.config.as_deref(), &a.sets)?;
@@ -420,7 +424,7 @@ fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &s
         config,
         chains: a.chains,
         seed: a.seed,
-        precision: a.precision.unwrap_or(t.meta.precision),
+        precision,
         backends: &factory,
         experiment: a.experiment.unwrap_or_else(|| default_exp.to_string()),
         stop: stop_flag(),

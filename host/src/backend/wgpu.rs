@@ -1,7 +1,11 @@
 //! The wgpu backend: forward and backward of the MLP as WGSL compute shaders
-//! (`shaders/*.wgsl` at the repository root), in f32, all chains at once.
+//! (`shaders/*.wgsl` at the repository root), all chains at once, in f32 or,
+//! where the adapter has `SHADER_F64`, in f64 ([`WgpuBackend<T>`] for
+//! T = f32 or f64). Both precisions are assembled from the same WGSL, with
+//! the scalar type `real` aliased to one or the other; only the transcendental
+//! functions have a file per precision (`math_f32.wgsl`, `math_f64.wgsl`).
 //!
-//! One evaluation writes θ (C × D, converted to f32) and, for a minibatch, its
+//! One evaluation writes θ (C × D, converted to T) and, for a minibatch, its
 //! row indices to the GPU, records one command buffer and reads back Σr² per
 //! chain and the C × D gradient with one mapping. Every buffer, bind group and
 //! pipeline is created once, in [`WgpuBackend::new`]; the data is uploaded
@@ -20,6 +24,7 @@ use ::wgpu::util::DeviceExt;
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 
+use super::cpu::Real;
 use super::{check_shapes, Backend, BackendInfo, Batch, Dataset};
 use crate::config::{LossKind, Precision};
 use crate::error::{Error, Result};
@@ -45,6 +50,10 @@ const THREADS: u32 = 256;
 pub mod source {
     /// The dispatch parameters shared by every kernel.
     pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+    /// exp, tanh and erfc in f32 (GLSL.std.450's, and a Chebyshev fit of erfc).
+    pub const MATH_F32: &str = include_str!("../../../shaders/math_f32.wgsl");
+    /// exp, tanh and erfc in f64 arithmetic (Vulkan has no f64 exp or tanh).
+    pub const MATH_F64: &str = include_str!("../../../shaders/math_f64.wgsl");
     /// The activations and their derivatives (gelu's erf included).
     pub const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
     /// The batched, tiled matrix product with the layers' epilogues.
@@ -70,13 +79,19 @@ impl Kernel {
     /// Every kernel.
     pub const ALL: [Kernel; 3] = [Kernel::Gemm, Kernel::Loss, Kernel::Reduce];
 
-    /// The kernel's whole module: WGSL has no includes, so the shared files are
+    /// The kernel's whole module in `precision`: WGSL has neither includes
+    /// nor generics, so the alias `real` (f32 or f64) and the shared files are
     /// put in front of the kernel's own.
-    pub fn source(self) -> String {
+    pub fn source(self, precision: Precision) -> String {
+        let (scalar, math) = match precision {
+            Precision::F32 => ("f32", source::MATH_F32),
+            Precision::F64 => ("f64", source::MATH_F64),
+        };
+        let alias = format!("alias real = {scalar};\n");
         match self {
-            Kernel::Gemm => [source::COMMON, source::ACTIVATION, source::GEMM].concat(),
-            Kernel::Loss => [source::COMMON, source::LOSS].concat(),
-            Kernel::Reduce => [source::COMMON, source::REDUCE].concat(),
+            Kernel::Gemm => [&alias, source::COMMON, math, source::ACTIVATION, source::GEMM].concat(),
+            Kernel::Loss => [&alias, source::COMMON, source::LOSS].concat(),
+            Kernel::Reduce => [&alias, source::COMMON, source::REDUCE].concat(),
         }
     }
 
@@ -92,6 +107,7 @@ impl Kernel {
 
 /// The parameters of one dispatch: `struct Params` of `shaders/common.wgsl`,
 /// field for field (a unit test checks the layouts against each other).
+/// Integers only, so that the layout is the same in both precisions.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
 pub struct Params {
@@ -125,8 +141,6 @@ pub struct Params {
     pub splits: u32,
     /// Outputs per row.
     pub d_out: u32,
-    /// dL/dpred = scale · (pred − y).
-    pub scale: f32,
 }
 
 /// Which adapters may be used.
@@ -212,7 +226,8 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens the most preferred adapter `policy` allows (discrete before
     /// integrated before virtual before software), with the adapter's own
-    /// limits. `Ok(None)` when there is no such adapter.
+    /// limits and, where it has it, `SHADER_F64`. `Ok(None)` when there is no
+    /// such adapter.
     pub fn open(policy: AdapterPolicy) -> Result<Option<Self>> {
         let adapters = pollster::block_on(instance().enumerate_adapters(::wgpu::Backends::all()));
         let Some(adapter) = adapters
@@ -227,6 +242,7 @@ impl GpuContext {
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&::wgpu::DeviceDescriptor {
             label: Some("lh-host"),
+            required_features: adapter.features() & ::wgpu::Features::SHADER_F64,
             required_limits: adapter.limits(),
             ..Default::default()
         }))
@@ -237,6 +253,11 @@ impl GpuContext {
     /// The adapter's name and wgpu back end, e.g. `NVIDIA H100 (Vulkan)`.
     pub fn adapter_name(&self) -> String {
         format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Whether the device runs f64 shaders (the adapter has `SHADER_F64`).
+    pub fn shader_f64(&self) -> bool {
+        self.device.features().contains(::wgpu::Features::SHADER_F64)
     }
 }
 
@@ -275,8 +296,9 @@ struct Groups {
     reduce: ::wgpu::BindGroup,
 }
 
-/// The wgpu backend (f32). Build it with [`WgpuBackend::new`].
-pub struct WgpuBackend {
+/// The wgpu backend, computing in T (f32, or f64 where the adapter has
+/// `SHADER_F64`). Build it with [`WgpuBackend::new`].
+pub struct WgpuBackend<T> {
     ctx: GpuContext,
     spec: MlpSpec,
     layout: Vec<LayerLayout>,
@@ -302,8 +324,8 @@ pub struct WgpuBackend {
     /// Z, H, Δ and the partial gradients (poisoned by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     intermediates: Vec<::wgpu::Buffer>,
-    /// Host scratch, allocated once: θ in f32 and the dispatches' parameters.
-    theta_host: Vec<f32>,
+    /// Host scratch, allocated once: θ in T and the dispatches' parameters.
+    theta_host: Vec<T>,
     params_host: Vec<u8>,
 }
 
@@ -313,10 +335,14 @@ fn dispatches_per_chunk(layers: usize) -> usize {
     3 * layers + 1
 }
 
-impl WgpuBackend {
+impl<T: Real + Pod> WgpuBackend<T> {
+    /// Bytes per value of T.
+    const SIZE: usize = std::mem::size_of::<T>();
+
     /// A backend on `ctx` over `data` for `chains` chains, processing at most
     /// `max_chunk_rows` rows per chunk (`None`: as many as fit in
-    /// [`CHUNK_BYTES`] per buffer). A minibatch may hold up to n rows.
+    /// [`CHUNK_BYTES`] per buffer). A minibatch may hold up to n rows. An
+    /// error for f64 when the adapter lacks `SHADER_F64`.
     pub fn new(
         ctx: &GpuContext,
         spec: &MlpSpec,
@@ -326,6 +352,11 @@ impl WgpuBackend {
         max_chunk_rows: Option<usize>,
     ) -> Result<Self> {
         super::check_model_data(spec, data, chains)?;
+        crate::ensure!(
+            T::PRECISION == Precision::F32 || ctx.shader_f64(),
+            "wgpu backend: adapter '{}' has no f64 in shaders (SHADER_F64): use --precision f32, or --backend cpu for f64",
+            ctx.adapter_name()
+        );
         scoped(&ctx.device, "creating the buffers and pipelines of the wgpu backend", || {
             Self::build(ctx, spec, data, loss, chains, max_chunk_rows)
         })
@@ -347,20 +378,20 @@ impl WgpuBackend {
         let max_fan_out = layout.iter().map(|l| l.fan_out).max().unwrap_or(1);
         let bind_limit = CHUNK_BYTES.min(u64::from(limits.max_storage_buffer_binding_size)).min(limits.max_buffer_size);
         let max_groups = limits.max_compute_workgroups_per_dimension as usize;
-        let fits_u32 = |what: &str, count: usize| -> Result<()> {
+        let fits = |what: &str, count: usize, size: usize| -> Result<()> {
             crate::ensure!(
-                count <= u32::MAX as usize && (count as u64) * 4 <= bind_limit,
+                count <= u32::MAX as usize && (count * size) as u64 <= bind_limit,
                 "wgpu backend: {what} needs {count} values, more than one buffer binding holds ({bind_limit} bytes on '{}')",
                 ctx.info.name
             );
             Ok(())
         };
-        fits_u32("θ for all chains (C·D)", chains * dim)?;
-        fits_u32("the training inputs (n·d_in)", n * data.d_in)?;
-        fits_u32("the row indices (2n)", 2 * n)?;
+        fits("θ for all chains (C·D)", chains * dim, Self::SIZE)?;
+        fits("the training inputs (n·d_in)", n * data.d_in, Self::SIZE)?;
+        fits("the row indices (2n)", 2 * n, 4)?;
         crate::ensure!(chains <= max_groups, "wgpu backend: {chains} chains exceed the adapter's {max_groups} workgroups per dispatch dimension");
 
-        let per_row = (chains * max_fan_out * 4) as u64;
+        let per_row = (chains * max_fan_out * Self::SIZE) as u64;
         let mut chunk_rows = ((bind_limit / per_row) as usize).min(n).min(max_groups * GEMM_TILE as usize);
         if let Some(m) = max_chunk_rows {
             chunk_rows = chunk_rows.min(m.max(1));
@@ -370,7 +401,7 @@ impl WgpuBackend {
             chunk_rows -= chunk_rows % GEMM_TILE as usize;
         }
         let max_splits = MAX_SPLITS
-            .min((bind_limit / (chains * dim * 4) as u64) as usize)
+            .min((bind_limit / (chains * dim * Self::SIZE) as u64) as usize)
             .min(max_groups / chains)
             .min(chunk_rows.div_ceil(ROWS_PER_SPLIT))
             .max(1);
@@ -383,7 +414,7 @@ impl WgpuBackend {
         let storage = |label: &str, values: usize, extra: U| {
             device.create_buffer(&::wgpu::BufferDescriptor {
                 label: Some(label),
-                size: (values.max(1) * 4) as u64,
+                size: (values.max(1) * Self::SIZE) as u64,
                 usage: U::STORAGE | extra,
                 mapped_at_creation: false,
             })
@@ -391,9 +422,9 @@ impl WgpuBackend {
         let init = |label: &str, contents: &[u8], usage: U| {
             device.create_buffer_init(&::wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
         };
-        let to_f32 = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
-        let x = init("X", bytemuck::cast_slice(&to_f32(&data.x)), U::STORAGE);
-        let y = init("Y", bytemuck::cast_slice(&to_f32(&data.y)), U::STORAGE);
+        let to_real = |v: &[f64]| v.iter().map(|x| T::from_f64(*x)).collect::<Vec<T>>();
+        let x = init("X", bytemuck::cast_slice(&to_real(&data.x)), U::STORAGE);
+        let y = init("Y", bytemuck::cast_slice(&to_real(&data.y)), U::STORAGE);
         let identity: Vec<u32> = (0..n as u32).chain(std::iter::repeat_n(0, n)).collect();
         let idx = init("row indices", bytemuck::cast_slice(&identity), U::STORAGE | U::COPY_DST);
         let theta = storage("theta", chains * dim, U::COPY_DST);
@@ -417,7 +448,7 @@ impl WgpuBackend {
         });
         let staging = device.create_buffer(&::wgpu::BufferDescriptor {
             label: Some("read-back"),
-            size: ((chains + chains * dim) * 4) as u64,
+            size: ((chains + chains * dim) * Self::SIZE) as u64,
             usage: U::MAP_READ | U::COPY_DST,
             mapped_at_creation: false,
         });
@@ -448,7 +479,7 @@ impl WgpuBackend {
         let module = |k: Kernel| {
             device.create_shader_module(::wgpu::ShaderModuleDescriptor {
                 label: Some(k.name()),
-                source: ::wgpu::ShaderSource::Wgsl(k.source().into()),
+                source: ::wgpu::ShaderSource::Wgsl(k.source(T::PRECISION).into()),
             })
         };
         let (gemm, loss_module, reduce_module) = (module(Kernel::Gemm), module(Kernel::Loss), module(Kernel::Reduce));
@@ -519,7 +550,7 @@ impl WgpuBackend {
             grad,
             staging,
             intermediates,
-            theta_host: vec![0.0; chains * dim],
+            theta_host: vec![T::ZERO; chains * dim],
             params_host: vec![0; params_bytes as usize],
         })
     }
@@ -535,7 +566,7 @@ impl WgpuBackend {
     fn poison(&self) {
         let q = &self.ctx.queue;
         for b in self.intermediates.iter().chain([&self.sse, &self.grad, &self.staging]) {
-            q.write_buffer(b, 0, bytemuck::cast_slice(&vec![f32::NAN; (b.size() / 4) as usize]));
+            q.write_buffer(b, 0, bytemuck::cast_slice(&vec![T::from_f64(f64::NAN); b.size() as usize / Self::SIZE]));
         }
         q.submit([]);
     }
@@ -544,10 +575,6 @@ impl WgpuBackend {
     /// indices start at `idx_base`; returns the bytes used.
     fn write_params(&mut self, rows: usize, idx_base: usize) -> usize {
         let d_out = self.spec.out_dim;
-        let scale = match self.loss_kind {
-            LossKind::Mse => 2.0 / (rows * d_out) as f64,
-            LossKind::HalfSse => 1.0 / rows as f64,
-        } as f32;
         let n_layers = self.layout.len();
         let stride = self.params_stride as usize;
         let mut slot = 0;
@@ -563,7 +590,6 @@ impl WgpuBackend {
                 split_rows: chunk.div_ceil(splits) as u32,
                 splits: splits as u32,
                 d_out: d_out as u32,
-                scale,
                 ..Params::default()
             };
             let layer = |l: usize| {
@@ -644,9 +670,9 @@ fn activation_code(a: Activation) -> u32 {
     }
 }
 
-impl Backend for WgpuBackend {
+impl<T: Real + Pod> Backend for WgpuBackend<T> {
     fn info(&self) -> BackendInfo {
-        BackendInfo { backend: "wgpu".into(), adapter: self.ctx.adapter_name(), precision: Precision::F32 }
+        BackendInfo { backend: "wgpu".into(), adapter: self.ctx.adapter_name(), precision: T::PRECISION }
     }
     fn dim(&self) -> usize {
         self.spec.n_params()
@@ -680,7 +706,7 @@ impl Backend for WgpuBackend {
             }
         };
         for (t, p) in self.theta_host.iter_mut().zip(positions) {
-            *t = *p as f32;
+            *t = T::from_f64(*p);
         }
         q.write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_host));
         let used = self.write_params(rows, idx_base);
@@ -688,12 +714,14 @@ impl Backend for WgpuBackend {
 
         let want_grad = grads.is_some();
         let device = self.ctx.device.clone();
-        let (sse_bytes, grad_bytes) = ((c * 4) as u64, (c * dim * 4) as u64);
+        let (sse_bytes, grad_bytes) = ((c * Self::SIZE) as u64, (c * dim * Self::SIZE) as u64);
         let read_bytes = sse_bytes + if want_grad { grad_bytes } else { 0 };
         let loss_of_sse = match self.loss_kind {
             LossKind::Mse => 1.0 / (rows * d_out) as f64,
             LossKind::HalfSse => 0.5 / rows as f64,
         };
+        // L = k·Σr², so dL/dpred = 2k·r: the kernels propagate Δ = r.
+        let grad_of_residual = 2.0 * loss_of_sse;
         scoped(&device, "evaluating the loss and gradient", || {
             let mut encoder = device.create_command_encoder(&::wgpu::CommandEncoderDescriptor { label: Some("loss and gradient") });
             encoder.clear_buffer(&self.sse, 0, None);
@@ -718,13 +746,13 @@ impl Backend for WgpuBackend {
                 .map_err(|e| Error::invalid(format!("wgpu: mapping the read-back buffer: {e}")))?;
             {
                 let view = slice.get_mapped_range().map_err(|e| Error::invalid(format!("wgpu: reading the read-back buffer: {e}")))?;
-                let values: &[f32] = bytemuck::cast_slice(&view);
+                let values: &[T] = bytemuck::cast_slice(&view);
                 for (l, s) in loss.iter_mut().zip(&values[..c]) {
-                    *l = loss_of_sse * f64::from(*s);
+                    *l = loss_of_sse * s.to_f64();
                 }
                 if let Some(g) = grads {
                     for (gi, v) in g.iter_mut().zip(&values[c..]) {
-                        *gi = f64::from(*v);
+                        *gi = grad_of_residual * v.to_f64();
                     }
                 }
             }
@@ -748,15 +776,46 @@ mod tests {
     use rand_distr::{Distribution, StandardNormal};
     use std::sync::OnceLock;
 
-    /// Every kernel module parses and validates with naga (no GPU needed).
+    const PRECISIONS: [Precision; 2] = [Precision::F32, Precision::F64];
+
+    /// Every kernel module parses and validates with naga (no GPU needed), the
+    /// f32 ones without `FLOAT64` and the f64 ones with it. The f64 modules call
+    /// none of the GLSL.std.450 functions that Vulkan defines for 16- and
+    /// 32-bit floats only (exp, tanh, …) on an f64 value.
     #[test]
     fn shaders_parse_and_validate() {
-        for k in Kernel::ALL {
-            let src = k.source();
-            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(&src)));
+        use naga::MathFunction as M;
+        let float32_only = [
+            M::Sin, M::Cos, M::Tan, M::Asin, M::Acos, M::Atan, M::Atan2, M::Sinh, M::Cosh, M::Tanh, M::Asinh, M::Acosh, M::Atanh,
+            M::Exp, M::Exp2, M::Log, M::Log2, M::Pow, M::Radians, M::Degrees,
+        ];
+        for precision in PRECISIONS {
+            let caps = match precision {
+                Precision::F32 => naga::valid::Capabilities::default(),
+                Precision::F64 => naga::valid::Capabilities::default() | naga::valid::Capabilities::FLOAT64,
+            };
+            for k in Kernel::ALL {
+                let src = k.source(precision);
+                let what = format!("{} ({precision})", k.name());
+                let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+                let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+                let functions = module.functions.iter().map(|(h, f)| (f, &info[h]));
+                let entry_points = module.entry_points.iter().enumerate().map(|(i, ep)| (&ep.function, info.get_entry_point(i)));
+                for (f, fi) in functions.chain(entry_points) {
+                    for (_, e) in f.expressions.iter() {
+                        if let naga::Expression::Math { fun, arg, .. } = e {
+                            let scalar = fi[*arg].ty.inner_with(&module.types).scalar();
+                            assert!(
+                                !(scalar == Some(naga::Scalar::F64) && float32_only.contains(fun)),
+                                "{what}: {fun:?} of an f64 in {:?}: Vulkan defines it for 16/32-bit floats only",
+                                f.name
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -766,9 +825,10 @@ mod tests {
         macro_rules! rust_fields {
             ($($f:ident),*) => { vec![$((stringify!($f), std::mem::offset_of!(Params, $f) as u32)),*] };
         }
-        let rust = rust_fields!(rows, row0, idx_base, chains, dim, fan_in, fan_out, w_off, b_off, has_bias, gather, hidden, split_rows, splits, d_out, scale);
-        for k in Kernel::ALL {
-            let module = naga::front::wgsl::parse_str(&k.source()).unwrap();
+        let rust = rust_fields!(rows, row0, idx_base, chains, dim, fan_in, fan_out, w_off, b_off, has_bias, gather, hidden, split_rows, splits, d_out);
+        for k in Kernel::ALL.into_iter().flat_map(|k| PRECISIONS.map(|p| (k, p))) {
+            let (k, precision) = k;
+            let module = naga::front::wgsl::parse_str(&k.source(precision)).unwrap();
             let mut layouter = naga::proc::Layouter::default();
             layouter.update(module.to_ctx()).unwrap();
             let (handle, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("struct Params");
@@ -777,13 +837,10 @@ mod tests {
             assert_eq!(wgsl, rust, "{}: Params members and offsets", k.name());
             assert_eq!(*span as usize, std::mem::size_of::<Params>(), "{}: Params size", k.name());
             assert_eq!(layouter[handle].size as usize, std::mem::size_of::<Params>());
-            // Every f32 member in WGSL is f32 in Rust too (scale is the only one).
-            let floats: Vec<&str> = members
-                .iter()
-                .filter(|m| matches!(module.types[m.ty].inner, naga::TypeInner::Scalar(naga::Scalar::F32)))
-                .map(|m| m.name.as_deref().unwrap())
-                .collect();
-            assert_eq!(floats, ["scale"]);
+            // Every member is a u32, as in Rust, in both precisions.
+            for m in members {
+                assert_eq!(module.types[m.ty].inner, naga::TypeInner::Scalar(naga::Scalar::U32), "{} ({precision}): {:?}", k.name(), m.name);
+            }
         }
     }
 
@@ -837,11 +894,29 @@ mod tests {
         chunk: Option<usize>,
     }
 
-    /// Tolerances: relative L2 error over all C·D gradient entries below 1e-4,
-    /// and relative L2 error over the C losses below 1e-4, against the CPU
-    /// f64 backend, with the GPU's buffers poisoned with NaN before each run.
-    /// Checks the full batch and two minibatches (with repeated rows).
+    /// Relative L2 error of the f32 kernels, over the C losses and over all
+    /// C·D gradient entries, against the CPU f64 backend.
+    const TOL_F32: f64 = 1e-4;
+    /// The same for the f64 kernels.
+    const TOL_F64: f64 = 1e-12;
+
+    /// Compares the wgpu backend in f32 and, where the adapter has
+    /// `SHADER_F64`, in f64 with the CPU f64 backend (the f64 comparison is
+    /// skipped, with a message, on adapters without it).
     fn check(ctx: &GpuContext, case: &Case, seed: u64) {
+        check_in::<f32>(ctx, case, seed, TOL_F32);
+        if ctx.shader_f64() {
+            check_in::<f64>(ctx, case, seed, TOL_F64);
+        } else {
+            eprintln!("f64 skipped: adapter '{}' has no SHADER_F64", ctx.adapter_name());
+        }
+    }
+
+    /// Loss and gradient in T within `tol` (relative L2 error over the C losses
+    /// and over all C·D gradient entries) of the CPU f64 backend, with the
+    /// GPU's buffers poisoned with NaN before each run. Checks the full batch
+    /// and two minibatches (with repeated rows).
+    fn check_in<T: Real + Pod>(ctx: &GpuContext, case: &Case, seed: u64, tol: f64) {
         let spec = MlpSpec { in_dim: case.d_in, widths: case.widths.clone(), out_dim: case.d_out, activation: case.act, bias: case.bias };
         let mut r = stream(seed, 0);
         let mut normal = |k: usize| (0..k).map(|_| StandardNormal.sample(&mut r)).collect::<Vec<f64>>();
@@ -849,13 +924,14 @@ mod tests {
         // Wider inits than the default so that hidden units sit in every regime of the activation.
         let pos: Vec<f64> = (0..case.chains).flat_map(|c| spec.init(&mut stream(seed, 1 + c)).into_iter().map(|v| 1.5 * v)).collect();
         let mut cpu = CpuBackend::<f64>::new(&spec, &data, case.loss, case.chains, 1).unwrap();
-        let mut gpu = WgpuBackend::new(ctx, &spec, &data, case.loss, case.chains, case.chunk).unwrap();
+        let mut gpu = WgpuBackend::<T>::new(ctx, &spec, &data, case.loss, case.chains, case.chunk).unwrap();
         let mut mb_rng = stream(seed, 99);
         let rows = rand_distr::Uniform::new(0, case.n as u32).unwrap();
         let minibatch: Vec<u32> = (0..case.n.div_ceil(2)).map(|_| rows.sample(&mut mb_rng)).collect();
         let repeated = vec![(case.n - 1) as u32; case.n.min(3)];
         let what = format!(
-            "{:?} {}→{:?}→{} bias={} n={} C={} {:?} chunk={}",
+            "{} {:?} {}→{:?}→{} bias={} n={} C={} {:?} chunk={}",
+            T::PRECISION,
             case.act,
             case.d_in,
             case.widths,
@@ -870,17 +946,18 @@ mod tests {
             let (c, d) = (case.chains, spec.n_params());
             let (mut l64, mut g64) = (vec![0.0; c], vec![0.0; c * d]);
             cpu.loss_grad(&pos, batch, &mut l64, Some(&mut g64)).unwrap();
-            let (mut l32, mut g32) = (vec![f64::NAN; c], vec![f64::NAN; c * d]);
+            let (mut l_gpu, mut g_gpu) = (vec![f64::NAN; c], vec![f64::NAN; c * d]);
             gpu.poison();
-            gpu.loss_grad(&pos, batch, &mut l32, Some(&mut g32)).unwrap();
-            let (el, eg) = (rel_l2(&l32, &l64), rel_l2(&g32, &g64));
-            assert!(el < 1e-4, "{what} {name}: loss rel err {el:e} ({l32:?} vs {l64:?})");
-            assert!(eg < 1e-4, "{what} {name}: gradient rel L2 err {eg:e}");
+            gpu.loss_grad(&pos, batch, &mut l_gpu, Some(&mut g_gpu)).unwrap();
+            let (el, eg) = (rel_l2(&l_gpu, &l64), rel_l2(&g_gpu, &g64));
+            eprintln!("{what} {name}: loss rel err {el:.2e}, gradient rel L2 err {eg:.2e}");
+            assert!(el < tol, "{what} {name}: loss rel err {el:e} ({l_gpu:?} vs {l64:?})");
+            assert!(eg < tol, "{what} {name}: gradient rel L2 err {eg:e}");
             // Loss alone (no backward pass) agrees too.
             let mut l_only = vec![f64::NAN; c];
             gpu.poison();
             gpu.loss_grad(&pos, batch, &mut l_only, None).unwrap();
-            assert!(rel_l2(&l_only, &l64) < 1e-4, "{what} {name}: loss without gradient");
+            assert!(rel_l2(&l_only, &l64) < tol, "{what} {name}: loss without gradient");
         }
     }
 
@@ -939,7 +1016,7 @@ mod tests {
         let Some(ctx) = gpu() else { return };
         let spec = MlpSpec { in_dim: 2, widths: vec![3], out_dim: 1, activation: Activation::Relu, bias: true };
         let data = Dataset::new(vec![0.5; 10], vec![1.0; 5], 2, 1).unwrap();
-        let mut b = WgpuBackend::new(ctx, &spec, &data, LossKind::Mse, 2, None).unwrap();
+        let mut b = WgpuBackend::<f32>::new(ctx, &spec, &data, LossKind::Mse, 2, None).unwrap();
         let pos = vec![0.1; 2 * spec.n_params()];
         let mut l = vec![0.0; 2];
         let e = b.loss_grad(&pos, Batch::Rows(&[5]), &mut l, None).unwrap_err().to_string();
@@ -949,6 +1026,29 @@ mod tests {
         assert!(b.loss_grad(&pos[1..], Batch::Full, &mut l, None).is_err());
         assert_eq!(b.info().precision, Precision::F32);
         let other = Dataset::new(vec![0.5; 9], vec![1.0; 3], 3, 1).unwrap();
-        assert!(WgpuBackend::new(ctx, &spec, &other, LossKind::Mse, 2, None).is_err());
+        assert!(WgpuBackend::<f32>::new(ctx, &spec, &other, LossKind::Mse, 2, None).is_err());
+    }
+
+    /// `--backend wgpu` builds the f64 kernels where the adapter has
+    /// `SHADER_F64` (an error naming the adapter where it has not), and the
+    /// backend reports wgpu, the adapter and the precision it computes in.
+    #[test]
+    fn factory_builds_each_precision() {
+        use crate::backend::{BackendFactory, BackendKind};
+        let Some(ctx) = gpu() else { return };
+        let factory = BackendFactory::new(BackendKind::Wgpu, 1).unwrap();
+        let spec = MlpSpec { in_dim: 2, widths: vec![3], out_dim: 1, activation: Activation::Tanh, bias: true };
+        let data = Dataset::new(vec![0.5; 10], vec![1.0; 5], 2, 1).unwrap();
+        assert_eq!(factory.precisions().contains(&Precision::F64), ctx.shader_f64());
+        assert_eq!(factory.fallback_note(Precision::F64), None, "only auto falls back");
+        for precision in PRECISIONS {
+            match factory.build(&spec, &data, LossKind::Mse, 2, precision) {
+                Ok(b) => assert_eq!(b.info(), BackendInfo { backend: "wgpu".into(), adapter: ctx.adapter_name(), precision }),
+                Err(e) => {
+                    assert!(precision == Precision::F64 && !ctx.shader_f64(), "{precision}: {e}");
+                    assert!(e.to_string().contains(&ctx.adapter_name()) && e.to_string().contains("--precision f32"), "{e}");
+                }
+            }
+        }
     }
 }
