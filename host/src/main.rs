@@ -96,10 +96,11 @@ enum Command {
         /// Training rows (default: 20000 for base, 1000 for relu_8_32_32, 100 for small).
         #[arg(long)]
         n: Option<usize>,
-        /// Backend to measure: auto takes a hardware GPU for f32 when there is one, else the CPU.
+        /// Backend to measure: auto takes a hardware GPU when there is one (for f64 only
+        /// if it has SHADER_F64), else the CPU.
         #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
         backend: BackendKind,
-        /// Precision (default: both; f32 alone for wgpu).
+        /// Precision (default: both; f32 alone for wgpu on an adapter without SHADER_F64).
         #[arg(long, value_enum)]
         precision: Option<Precision>,
         /// Run the series C ∈ {1, 4, 16, 64} × n ∈ {10³, 10⁴, 10⁵} instead.
@@ -145,7 +146,8 @@ struct SampleArgs {
     /// Run seed (each chain gets its own stream from it).
     #[arg(long, default_value_t = 12345)]
     seed: u64,
-    /// Evaluation backend: auto picks a hardware GPU for f32 when there is one, else the CPU.
+    /// Evaluation backend: auto picks a hardware GPU when there is one (for f64 only
+    /// if it has SHADER_F64), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
     /// Arithmetic precision (default: the target's training precision; giving
