@@ -16,6 +16,8 @@
 //! [`CHUNK_BYTES`]. Within a chunk a layer's weight gradient, whose inner
 //! dimension is the number of rows, is cut into slices of rows that run in
 //! parallel; a reduction kernel adds the slices' partial sums to the gradient.
+//! Layers of at most [`NARROW_MAX`] outputs (the output layer, typically) run
+//! a kernel of their own instead of the tiled GEMM.
 
 use std::num::NonZeroU64;
 use std::sync::mpsc;
@@ -43,6 +45,14 @@ const ROWS_PER_SPLIT: usize = 256;
 /// Output tile of the GEMM kernel (rows and columns per workgroup).
 const GEMM_TILE: u32 = 64;
 
+/// Layers with at most this many outputs (the output layer, typically) run
+/// the narrow kernel instead of the GEMM, whose 64-wide tiles they would
+/// mostly leave empty.
+pub const NARROW_MAX: usize = 4;
+
+/// Columns of the gradient per workgroup of the narrow kernel.
+const NARROW_COLS: u32 = 64;
+
 /// Threads per workgroup of the loss and reduction kernels.
 const THREADS: u32 = 256;
 
@@ -56,8 +66,12 @@ pub mod source {
     pub const MATH_F64: &str = include_str!("../../../shaders/math_f64.wgsl");
     /// The activations and their derivatives (gelu's erf included).
     pub const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
+    /// The bindings and layer input shared by the two layer kernels.
+    pub const LAYER: &str = include_str!("../../../shaders/layer.wgsl");
     /// The batched, tiled matrix product with the layers' epilogues.
     pub const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
+    /// The same products for layers of at most `NARROW_MAX` outputs.
+    pub const NARROW: &str = include_str!("../../../shaders/narrow.wgsl");
     /// Residuals, the output layer's Δ and the per-chain Σr².
     pub const LOSS: &str = include_str!("../../../shaders/loss.wgsl");
     /// Sums the weight gradient's per-slice partial sums.
@@ -69,6 +83,8 @@ pub mod source {
 pub enum Kernel {
     /// Forward, Δ propagation and weight gradient (`gemm.wgsl`).
     Gemm,
+    /// The same for layers of at most [`NARROW_MAX`] outputs (`narrow.wgsl`).
+    Narrow,
     /// Residuals and loss (`loss.wgsl`).
     Loss,
     /// Partial-gradient reduction (`reduce.wgsl`).
@@ -77,11 +93,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 3] = [Kernel::Gemm, Kernel::Loss, Kernel::Reduce];
+    pub const ALL: [Kernel; 4] = [Kernel::Gemm, Kernel::Narrow, Kernel::Loss, Kernel::Reduce];
 
     /// The kernel's whole module in `precision`: WGSL has neither includes
-    /// nor generics, so the alias `real` (f32 or f64) and the shared files are
-    /// put in front of the kernel's own.
+    /// nor generics, so the alias `real` (f32 or f64), the narrow kernel's
+    /// `NARROW` and the shared files are put in front of the kernel's own.
     pub fn source(self, precision: Precision) -> String {
         let (scalar, math) = match precision {
             Precision::F32 => ("f32", source::MATH_F32),
@@ -89,7 +105,11 @@ impl Kernel {
         };
         let alias = format!("alias real = {scalar};\n");
         match self {
-            Kernel::Gemm => [&alias, source::COMMON, math, source::ACTIVATION, source::GEMM].concat(),
+            Kernel::Gemm => [&alias, source::COMMON, math, source::ACTIVATION, source::LAYER, source::GEMM].concat(),
+            Kernel::Narrow => {
+                let narrow = format!("const NARROW: u32 = {NARROW_MAX}u;\n");
+                [&alias, &narrow, source::COMMON, math, source::ACTIVATION, source::LAYER, source::NARROW].concat()
+            }
             Kernel::Loss => [&alias, source::COMMON, source::LOSS].concat(),
             Kernel::Reduce => [&alias, source::COMMON, source::REDUCE].concat(),
         }
@@ -99,6 +119,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Gemm => "gemm.wgsl",
+            Kernel::Narrow => "narrow.wgsl",
             Kernel::Loss => "loss.wgsl",
             Kernel::Reduce => "reduce.wgsl",
         }
@@ -274,11 +295,19 @@ fn scoped<T>(device: &::wgpu::Device, what: &str, f: impl FnOnce() -> Result<T>)
     out
 }
 
-/// The compute pipelines of one backend.
-struct Pipelines {
+/// The three pipelines of one layer kernel (its MODEs).
+struct LayerPipelines {
     forward: ::wgpu::ComputePipeline,
     delta: ::wgpu::ComputePipeline,
     gradient: ::wgpu::ComputePipeline,
+}
+
+/// The compute pipelines of one backend.
+struct Pipelines {
+    /// For layers of more than [`NARROW_MAX`] outputs.
+    gemm: LayerPipelines,
+    /// For layers of at most [`NARROW_MAX`] outputs.
+    narrow: LayerPipelines,
     loss: ::wgpu::ComputePipeline,
     reduce: ::wgpu::ComputePipeline,
 }
@@ -482,7 +511,7 @@ impl<T: Real + Pod> WgpuBackend<T> {
                 source: ::wgpu::ShaderSource::Wgsl(k.source(T::PRECISION).into()),
             })
         };
-        let (gemm, loss_module, reduce_module) = (module(Kernel::Gemm), module(Kernel::Loss), module(Kernel::Reduce));
+        let (loss_module, reduce_module) = (module(Kernel::Loss), module(Kernel::Reduce));
         let activation = f64::from(activation_code(spec.activation));
         let pipeline = |label: &str, m: &::wgpu::ShaderModule, constants: &[(&str, f64)]| {
             device.create_compute_pipeline(&::wgpu::ComputePipelineDescriptor {
@@ -494,10 +523,17 @@ impl<T: Real + Pod> WgpuBackend<T> {
                 cache: None,
             })
         };
+        let layer_pipelines = |k: Kernel| {
+            let m = module(k);
+            LayerPipelines {
+                forward: pipeline("forward", &m, &[("MODE", 0.0), ("ACTIVATION", activation)]),
+                delta: pipeline("delta", &m, &[("MODE", 1.0), ("ACTIVATION", activation)]),
+                gradient: pipeline("gradient", &m, &[("MODE", 2.0), ("ACTIVATION", activation)]),
+            }
+        };
         let pipelines = Pipelines {
-            forward: pipeline("forward", &gemm, &[("MODE", 0.0), ("ACTIVATION", activation)]),
-            delta: pipeline("delta", &gemm, &[("MODE", 1.0), ("ACTIVATION", activation)]),
-            gradient: pipeline("gradient", &gemm, &[("MODE", 2.0), ("ACTIVATION", activation)]),
+            gemm: layer_pipelines(Kernel::Gemm),
+            narrow: layer_pipelines(Kernel::Narrow),
             loss: pipeline("loss", &loss_module, &[]),
             reduce: pipeline("reduce", &reduce_module, &[]),
         };
@@ -623,8 +659,14 @@ impl<T: Real + Pod> WgpuBackend<T> {
         let n_layers = self.layout.len();
         let c = self.chains as u32;
         let tiles = |v: usize| (v as u32).div_ceil(GEMM_TILE);
-        let reduce_groups = (self.chains * self.spec.n_params()).div_ceil(THREADS as usize) as u32;
-        let reduce_x = reduce_groups.min(self.max_groups);
+        // Workgroups (x, y) of THREADS threads for `elements` elements, as
+        // few rows of at most max_groups as hold them.
+        let grid = |elements: usize| {
+            let groups = elements.div_ceil(THREADS as usize) as u32;
+            let x = groups.min(self.max_groups);
+            (x, groups.div_ceil(x))
+        };
+        let (reduce_x, reduce_y) = grid(self.chains * self.spec.n_params());
         let mut pass = encoder.begin_compute_pass(&::wgpu::ComputePassDescriptor { label: Some("loss and gradient"), timestamp_writes: None });
         for (chunk_index, row0) in (0..rows).step_by(self.chunk_rows).enumerate() {
             let chunk = self.chunk_rows.min(rows - row0);
@@ -636,9 +678,16 @@ impl<T: Real + Pod> WgpuBackend<T> {
                 pass.set_bind_group(0, group, &[(slot * self.params_stride) as u32]);
                 slot += 1;
             };
+            let narrow = |l: usize| self.layout[l].fan_out <= NARROW_MAX;
             for (l, ly) in self.layout.iter().enumerate() {
-                bind(&mut pass, &self.pipelines.forward, &self.groups.forward[l]);
-                pass.dispatch_workgroups(tiles(ly.fan_out), tiles(chunk), c);
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.forward, &self.groups.forward[l]);
+                    let (x, y) = grid(chunk);
+                    pass.dispatch_workgroups(x, y, c);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.forward, &self.groups.forward[l]);
+                    pass.dispatch_workgroups(tiles(ly.fan_out), tiles(chunk), c);
+                }
             }
             bind(&mut pass, &self.pipelines.loss, &self.groups.loss);
             pass.dispatch_workgroups(c, 1, 1);
@@ -647,15 +696,28 @@ impl<T: Real + Pod> WgpuBackend<T> {
             }
             for l in (0..n_layers).rev() {
                 let ly = &self.layout[l];
-                bind(&mut pass, &self.pipelines.gradient, &self.groups.gradient[l]);
-                pass.dispatch_workgroups(tiles(ly.fan_in + usize::from(ly.b.is_some())), tiles(ly.fan_out), c * splits);
-                if l > 0 {
-                    bind(&mut pass, &self.pipelines.delta, &self.groups.delta[l - 1]);
+                let columns = ly.fan_in + usize::from(ly.b.is_some());
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.gradient, &self.groups.gradient[l]);
+                    pass.dispatch_workgroups((columns as u32).div_ceil(NARROW_COLS), 1, c * splits);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.gradient, &self.groups.gradient[l]);
+                    pass.dispatch_workgroups(tiles(columns), tiles(ly.fan_out), c * splits);
+                }
+                if l == 0 {
+                    continue;
+                }
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.delta, &self.groups.delta[l - 1]);
+                    let (x, y) = grid(chunk * ly.fan_in);
+                    pass.dispatch_workgroups(x, y, c);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.delta, &self.groups.delta[l - 1]);
                     pass.dispatch_workgroups(tiles(ly.fan_in), tiles(chunk), c);
                 }
             }
             bind(&mut pass, &self.pipelines.reduce, &self.groups.reduce);
-            pass.dispatch_workgroups(reduce_x, reduce_groups.div_ceil(reduce_x), 1);
+            pass.dispatch_workgroups(reduce_x, reduce_y, 1);
         }
     }
 }
