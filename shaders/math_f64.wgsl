@@ -2,8 +2,8 @@
 // Vulkan's GLSL.std.450 exp, tanh and the like take 16- and 32-bit floats
 // only, so they are built here from +, ×, ÷, floor and ldexp, which it does
 // define for f64. math_f32.wgsl defines the same three functions in f32.
-// Each is accurate to a few ulp (≈ 1e-15 relative) where its result is not
-// negligibly small.
+// exp and tanh are accurate to a few ulp; erfc to a few ulp plus the
+// rounding of x² described at erfc_pos (≈ 2e-14 relative at x = 14).
 
 const LN2_HI: f64 = 6.93147180369123816490e-01; // ln 2 to 32 bits: k·LN2_HI is exact
 const LN2_LO: f64 = 1.90821492927058770002e-10; // ln 2 − LN2_HI

@@ -1072,6 +1072,56 @@ mod tests {
         }
     }
 
+    /// The f64 activations agree value by value with f64 references (std's
+    /// tanh; Φ from libm's erfc) over z ∈ ±[0.25, 20.25], tails included, and
+    /// at tiny |z|: act(z) to a relative 1e-13, act′(z) to 1e-13 of the size
+    /// of its terms (1 for tanh′ = 1 − tanh², Φ + |z|φ for gelu′ = Φ + zφ).
+    /// Chain c evaluates the 1→1→1 net with W1 = z_c, W2 = 1 and zero biases
+    /// on the single row x = 1, y = 0 under half-SSE, so its loss is
+    /// act(z_c)²/2 and ∂L/∂b1 = act(z_c)·act′(z_c).
+    #[test]
+    fn f64_activations_match_references_value_by_value() {
+        let Some(ctx) = gpu() else { return };
+        if !ctx.shader_f64() {
+            eprintln!("skipped: adapter '{}' has no SHADER_F64", ctx.adapter_name());
+            return;
+        }
+        let mut zs: Vec<f64> = (0..82).map(|i| -20.25 + 0.5 * f64::from(i)).collect();
+        zs.extend([1e-8, -1e-8, 1e-3, -1e-3]);
+        let data = Dataset::new(vec![1.0], vec![0.0], 1, 1).unwrap();
+        for act in [Activation::Tanh, Activation::Gelu] {
+            let spec = MlpSpec { in_dim: 1, widths: vec![1], out_dim: 1, activation: act, bias: true };
+            let (layout, d) = (spec.layout(), spec.n_params());
+            let mut pos = vec![0.0; zs.len() * d];
+            for (c, z) in zs.iter().enumerate() {
+                pos[c * d + layout[0].w] = *z;
+                pos[c * d + layout[1].w] = 1.0;
+            }
+            let mut b = WgpuBackend::<f64>::new(ctx, &spec, &data, LossKind::HalfSse, zs.len(), None).unwrap();
+            let (mut loss, mut grad) = (vec![f64::NAN; zs.len()], vec![f64::NAN; zs.len() * d]);
+            b.poison();
+            b.loss_grad(&pos, Batch::Full, &mut loss, Some(&mut grad)).unwrap();
+            let (mut worst_h, mut worst_dh) = (0.0f64, 0.0f64);
+            for (c, &z) in zs.iter().enumerate() {
+                let (h, dh, scale) = match act {
+                    Activation::Gelu => {
+                        let cdf = 0.5 * libm::erfc(-z * std::f64::consts::FRAC_1_SQRT_2);
+                        let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                        (z * cdf, cdf + z * pdf, cdf + z.abs() * pdf)
+                    }
+                    _ => (z.tanh(), 1.0 - z.tanh() * z.tanh(), 1.0),
+                };
+                let h_gpu = h.signum() * (2.0 * loss[c]).sqrt();
+                let dh_gpu = grad[c * d + layout[0].b.unwrap()] / h_gpu;
+                assert!((h_gpu - h).abs() <= 1e-13 * h.abs(), "{act:?}({z}): {h_gpu:e} vs {h:e}");
+                assert!((dh_gpu - dh).abs() <= 1e-13 * scale, "{act:?}'({z}): {dh_gpu:e} vs {dh:e}");
+                worst_h = worst_h.max((h_gpu - h).abs() / h.abs());
+                worst_dh = worst_dh.max((dh_gpu - dh).abs() / scale);
+            }
+            eprintln!("f64 {act:?}: act rel err ≤ {worst_h:.2e}, act′ err ≤ {worst_dh:.2e} (of its terms' size)");
+        }
+    }
+
     /// Shapes and rows are checked, with messages that say what is wrong.
     #[test]
     fn rejects_bad_arguments() {
