@@ -1,4 +1,10 @@
-// Shared by every kernel: the parameters of one dispatch. Mirrors `Params` in
+// `real`, the scalar type of every kernel, is f32 or f64: WGSL has no
+// generics, so the host puts `alias real = f32;` or `alias real = f64;` in
+// front of each module it assembles (`Kernel::source` in
+// host/src/backend/wgpu.rs), followed by this file.
+//
+// Shared by every kernel: the parameters of one dispatch, integers only, so
+// that one layout serves both precisions. Mirrors `Params` in
 // host/src/backend/wgpu.rs (a unit test checks that the layouts agree). Each
 // dispatch reads its own copy through a dynamic uniform offset.
 struct Params {
@@ -23,9 +29,8 @@ struct Params {
     // Gradient: rows per slice, and the number of slices whose partial sums are added.
     split_rows: u32,
     splits: u32,
-    // Loss: outputs per row, and dL/dpred = scale · (pred − y).
+    // Loss: outputs per row.
     d_out: u32,
-    scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

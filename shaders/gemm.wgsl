@@ -1,32 +1,9 @@
-// The three products of a dense layer as one tiled, batched matrix product
-// with the layer's epilogue fused. MODE is fixed when the pipeline is created;
-// workgroup z runs over the chains (and, for the gradient, the row slices).
+// The three products of a dense layer (MODE, see layer.wgsl) as one tiled,
+// batched matrix product with the layer's epilogue fused:
 //
-//   0 forward:  Z = In·Wᵀ + b, and H = act(Z) for hidden layers
-//               (M = rows, N = fan_out, K = fan_in)
-//   1 delta:    Δ_prev = (Δ·W) ⊙ act'(Z_prev)
-//               (M = rows, N = fan_in, K = fan_out)
-//   2 gradient: [∂W ∂b] = Δᵀ·[In 1] over one slice of rows, written to that
-//               slice's partial sums (M = fan_out, N = fan_in + bias, K = rows)
-//
-// Per-row arrays (In, Z, H, Δ) are chain-major: [chain][row][unit].
-override MODE: u32;
-const FORWARD: u32 = 0u;
-const DELTA: u32 = 1u;
-const GRADIENT: u32 = 2u;
-
-// X (gathered through idx) or the previous layer's H; Z_prev in DELTA.
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-// θ, C × D.
-@group(0) @binding(2) var<storage, read> theta: array<f32>;
-// Row indices: the identity list, then the minibatch's.
-@group(0) @binding(3) var<storage, read> idx: array<u32>;
-// This layer's Δ = dL/dZ (DELTA, GRADIENT).
-@group(0) @binding(4) var<storage, read> delta: array<f32>;
-// Z (FORWARD), Δ_prev (DELTA), or the partial gradients, splits × C × D (GRADIENT).
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-// H (FORWARD, hidden layers).
-@group(0) @binding(6) var<storage, read_write> dst2: array<f32>;
+//   forward:  M = rows, N = fan_out, K = fan_in
+//   delta:    M = rows, N = fan_in, K = fan_out
+//   gradient: M = fan_out, N = fan_in + bias, K = rows of the slice
 
 // Output tile TILE × TILE per workgroup of 16 × 16 threads; thread (x, y)
 // owns rows 4y…4y+3 and columns 4x…4x+3 of it. The shared tiles hold, for TK
@@ -36,16 +13,8 @@ const GRADIENT: u32 = 2u;
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
 const STRIDE: u32 = 17u;
-var<workgroup> a_tile: array<vec4f, 272>; // TK × STRIDE: [k][i / 4][i % 4]
-var<workgroup> b_tile: array<vec4f, 272>; // TK × STRIDE: [k][j / 4][j % 4]
-
-// The layer input at (row of the chunk, unit).
-fn input_at(c: u32, row: u32, unit: u32) -> f32 {
-    if p.gather != 0u {
-        return inp[idx[p.idx_base + p.row0 + row] * p.fan_in + unit];
-    }
-    return inp[(c * p.rows + row) * p.fan_in + unit];
-}
+var<workgroup> a_tile: array<vec4<real>, 272>; // TK × STRIDE: [k][i / 4][i % 4]
+var<workgroup> b_tile: array<vec4<real>, 272>; // TK × STRIDE: [k][j / 4][j % 4]
 
 // (M, N, K) of the product.
 fn dims() -> vec3u {
@@ -56,7 +25,7 @@ fn dims() -> vec3u {
     }
 }
 
-fn load_a(c: u32, i: u32, k: u32) -> f32 {
+fn load_a(c: u32, i: u32, k: u32) -> real {
     switch MODE {
         case 0u: { return input_at(c, i, k); }
         case 1u: { return delta[(c * p.rows + i) * p.fan_out + k]; }
@@ -64,7 +33,7 @@ fn load_a(c: u32, i: u32, k: u32) -> f32 {
     }
 }
 
-fn load_b(c: u32, k: u32, j: u32) -> f32 {
+fn load_b(c: u32, k: u32, j: u32) -> real {
     let w = c * p.dim + p.w_off;
     switch MODE {
         case 0u: { return theta[w + j * p.fan_in + k]; }
@@ -78,7 +47,7 @@ fn load_b(c: u32, k: u32, j: u32) -> f32 {
     }
 }
 
-fn store(c: u32, s: u32, i: u32, j: u32, acc: f32) {
+fn store(c: u32, s: u32, i: u32, j: u32, acc: real) {
     switch MODE {
         case 0u: {
             var z = acc;
@@ -136,10 +105,10 @@ fn main(
     let a_i = i0 + 4u * select(li % 16u, li / 16u, a_k_fast);
     let b_k = select(li / 16u, li % 16u, b_k_fast);
     let b_j = j0 + 4u * select(li % 16u, li / 16u, b_k_fast);
-    var acc: array<vec4f, 4>; // acc[r] = outputs (4y + r, 4x…4x+3)
+    var acc: array<vec4<real>, 4>; // acc[r] = outputs (4y + r, 4x…4x+3)
     for (var k0 = k_lo; k0 < k_hi; k0 += TK) {
-        var va = vec4f(0.0);
-        var vb = vec4f(0.0);
+        var va = vec4<real>(0.0);
+        var vb = vec4<real>(0.0);
         for (var q = 0u; q < 4u; q++) {
             if a_i + q < d.x && k0 + a_k < k_hi {
                 va[q] = load_a(c, a_i + q, k0 + a_k);

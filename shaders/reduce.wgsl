@@ -2,9 +2,9 @@
 // gradient: grad[i] += Σ_s part[s][i] over the C × D entries, one thread each.
 
 // Partial gradients, splits × C × D.
-@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read> part: array<real>;
 // ∇L, C × D, accumulated over the chunks (cleared before the first).
-@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad: array<real>;
 
 const THREADS: u32 = 256u;
 
@@ -15,7 +15,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
     if i >= total {
         return;
     }
-    var sum = 0.0;
+    var sum: real = 0.0;
     for (var s = 0u; s < p.splits; s++) {
         sum += part[s * total + i];
     }

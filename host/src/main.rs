@@ -96,10 +96,11 @@ enum Command {
         /// Training rows (default: 20000 for base, 1000 for relu_8_32_32, 100 for small).
         #[arg(long)]
         n: Option<usize>,
-        /// Backend to measure: auto takes a hardware GPU for f32 when there is one, else the CPU.
+        /// Backend to measure: auto takes a hardware GPU when there is one (for f64 only
+        /// if it has SHADER_F64), else the CPU.
         #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
         backend: BackendKind,
-        /// Precision (default: both; f32 alone for wgpu).
+        /// Precision (default: both; f32 alone for wgpu on an adapter without SHADER_F64).
         #[arg(long, value_enum)]
         precision: Option<Precision>,
         /// Run the series C ∈ {1, 4, 16, 64} × n ∈ {10³, 10⁴, 10⁵} instead.
@@ -145,7 +146,8 @@ struct SampleArgs {
     /// Run seed (each chain gets its own stream from it).
     #[arg(long, default_value_t = 12345)]
     seed: u64,
-    /// Evaluation backend: auto picks a hardware GPU for f32 when there is one, else the CPU.
+    /// Evaluation backend: auto picks a hardware GPU when there is one (for f64 only
+    /// if it has SHADER_F64), else the CPU.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
     /// Arithmetic precision (default: the target's training precision; giving
@@ -233,9 +235,8 @@ fn run(cli: Cli) -> Result<()> {
             let threads = threads.unwrap_or_else(backend::cpu::default_threads);
             let factory = BackendFactory::new(kind, threads)?;
             let precisions = precision.map_or_else(|| factory.precisions(), |p| vec![p]);
-            if let Some(p) = precisions.iter().find(|p| !factory.precisions().contains(p)) {
-                let offered: Vec<String> = factory.precisions().iter().map(ToString::to_string).collect();
-                bail!("--backend {} cannot compute in {p}, only in {}; use --backend cpu", format!("{kind:?}").to_lowercase(), offered.join(", "));
+            for note in precisions.iter().filter_map(|&p| factory.fallback_note(p)) {
+                eprintln!("note: {note}");
             }
             let default_n = match preset.as_str() {
                 "small" => 100,
@@ -286,7 +287,8 @@ fn devices(json: bool) -> Result<()> {
         println!("{:<40} {:<8} {:<14} {:<4} {:<7} {}", a.name, a.backend, a.device_type, yn(a.shader_f64), yn(a.compute), a.driver);
     }
     match all.iter().find(|a| a.hardware && a.compute) {
-        Some(a) => println!("--backend auto picks {} for f32 (f64 runs on the CPU)", a.name),
+        Some(a) if a.shader_f64 => println!("--backend auto picks {} for f32 and f64", a.name),
+        Some(a) => println!("--backend auto picks {} for f32 (it has no f64 in shaders: f64 runs on the CPU)", a.name),
         None => println!("--backend auto picks the CPU (no hardware GPU adapter)"),
     }
     Ok(())
@@ -411,6 +413,10 @@ fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &str) -> Result<sample::Outcome> {
     let factory = BackendFactory::new(a.backend, a.threads.unwrap_or_else(backend::cpu::default_threads))?;
+    let precision = a.precision.unwrap_or(t.meta.precision);
+    if let Some(note) = factory.fallback_note(precision) {
+        eprintln!("note: {note}");
+    }
     let path = plugins::resolve(&a.plugin)?;
     let plugin = plugins::load(&path)?;
     let config = sample::resolve_config(&plugin.info.default_config, &plugin.info.name, a.config.as_deref(), &a.sets)?;
@@ -420,7 +426,7 @@ fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &s
         config,
         chains: a.chains,
         seed: a.seed,
-        precision: a.precision.unwrap_or(t.meta.precision),
+        precision,
         backends: &factory,
         experiment: a.experiment.unwrap_or_else(|| default_exp.to_string()),
         stop: stop_flag(),

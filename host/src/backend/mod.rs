@@ -111,11 +111,13 @@ pub(crate) fn check_shapes(b: &dyn Backend, positions: &[f64], loss: &[f64], gra
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// wgpu on a hardware GPU adapter when there is one (never a software
-    /// one such as llvmpipe), else the CPU. f64 always runs on the CPU.
+    /// one such as llvmpipe), else the CPU. f64 runs on the GPU where the
+    /// adapter has `SHADER_F64`, else on the CPU.
     Auto,
     /// The CPU reference backend, f64 or f32.
     Cpu,
-    /// wgpu (f32) on the best adapter there is, a software one included.
+    /// wgpu on the best adapter there is, a software one included: f32, and
+    /// f64 where the adapter has `SHADER_F64` (an error where it has not).
     Wgpu,
 }
 
@@ -144,22 +146,37 @@ impl BackendFactory {
         Ok(Self { kind, gpu, threads })
     }
 
-    /// The precisions this factory can build, f64 first.
+    /// The precisions this factory can build, f64 first (`wgpu` offers f64
+    /// only where the adapter has `SHADER_F64`).
     pub fn precisions(&self) -> Vec<Precision> {
-        match self.kind {
-            BackendKind::Wgpu => vec![Precision::F32],
-            BackendKind::Auto | BackendKind::Cpu => vec![Precision::F64, Precision::F32],
+        match (&self.gpu, self.kind) {
+            (Some(ctx), BackendKind::Wgpu) if !ctx.shader_f64() => vec![Precision::F32],
+            _ => vec![Precision::F64, Precision::F32],
         }
     }
 
-    /// A backend for `chains` chains over `data` in `precision`: wgpu for f32
-    /// when a GPU was opened, else the CPU.
+    /// Why a backend in `precision` will not run where `--backend` asked: for
+    /// `auto` with a GPU that lacks f64, f64 falls back to the CPU. The
+    /// binary prints it as a note.
+    pub fn fallback_note(&self, precision: Precision) -> Option<String> {
+        match (&self.gpu, precision) {
+            (Some(ctx), Precision::F64) if self.kind == BackendKind::Auto && !ctx.shader_f64() => Some(format!(
+                "adapter '{}' has no f64 in shaders (SHADER_F64): f64 runs on the CPU backend (--precision f32 runs on the GPU)",
+                ctx.adapter_name()
+            )),
+            _ => None,
+        }
+    }
+
+    /// A backend for `chains` chains over `data` in `precision`: wgpu when a
+    /// GPU was opened (f64 only where it has `SHADER_F64`: else an error for
+    /// `wgpu` and the CPU for `auto`), else the CPU.
     pub fn build(&self, spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, precision: Precision) -> Result<Box<dyn Backend>> {
         match (&self.gpu, precision) {
-            (Some(ctx), Precision::F32) => Ok(Box::new(WgpuBackend::new(ctx, spec, data, loss, chains, None)?)),
-            (Some(_), Precision::F64) if self.kind == BackendKind::Wgpu => Err(Error::invalid(
-                "--backend wgpu computes in f32 only: use --precision f32, or --backend cpu for f64",
-            )),
+            (Some(ctx), Precision::F32) => Ok(Box::new(WgpuBackend::<f32>::new(ctx, spec, data, loss, chains, None)?)),
+            (Some(ctx), Precision::F64) if ctx.shader_f64() || self.kind == BackendKind::Wgpu => {
+                Ok(Box::new(WgpuBackend::<f64>::new(ctx, spec, data, loss, chains, None)?))
+            }
             _ => cpu::new_backend(spec, data, loss, chains, precision, self.threads),
         }
     }

@@ -1,7 +1,11 @@
 //! The wgpu backend: forward and backward of the MLP as WGSL compute shaders
-//! (`shaders/*.wgsl` at the repository root), in f32, all chains at once.
+//! (`shaders/*.wgsl` at the repository root), all chains at once, in f32 or,
+//! where the adapter has `SHADER_F64`, in f64 ([`WgpuBackend<T>`] for
+//! T = f32 or f64). Both precisions are assembled from the same WGSL, with
+//! the scalar type `real` aliased to one or the other; only the transcendental
+//! functions have a file per precision (`math_f32.wgsl`, `math_f64.wgsl`).
 //!
-//! One evaluation writes θ (C × D, converted to f32) and, for a minibatch, its
+//! One evaluation writes θ (C × D, converted to T) and, for a minibatch, its
 //! row indices to the GPU, records one command buffer and reads back Σr² per
 //! chain and the C × D gradient with one mapping. Every buffer, bind group and
 //! pipeline is created once, in [`WgpuBackend::new`]; the data is uploaded
@@ -12,6 +16,8 @@
 //! [`CHUNK_BYTES`]. Within a chunk a layer's weight gradient, whose inner
 //! dimension is the number of rows, is cut into slices of rows that run in
 //! parallel; a reduction kernel adds the slices' partial sums to the gradient.
+//! Layers of at most [`NARROW_MAX`] outputs (the output layer, typically) run
+//! a kernel of their own instead of the tiled GEMM.
 
 use std::num::NonZeroU64;
 use std::sync::mpsc;
@@ -20,6 +26,7 @@ use ::wgpu::util::DeviceExt;
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 
+use super::cpu::Real;
 use super::{check_shapes, Backend, BackendInfo, Batch, Dataset};
 use crate::config::{LossKind, Precision};
 use crate::error::{Error, Result};
@@ -38,6 +45,14 @@ const ROWS_PER_SPLIT: usize = 256;
 /// Output tile of the GEMM kernel (rows and columns per workgroup).
 const GEMM_TILE: u32 = 64;
 
+/// Layers with at most this many outputs (the output layer, typically) run
+/// the narrow kernel instead of the GEMM, whose 64-wide tiles they would
+/// mostly leave empty.
+pub const NARROW_MAX: usize = 4;
+
+/// Columns of the gradient per workgroup of the narrow kernel.
+const NARROW_COLS: u32 = 64;
+
 /// Threads per workgroup of the loss and reduction kernels.
 const THREADS: u32 = 256;
 
@@ -45,10 +60,18 @@ const THREADS: u32 = 256;
 pub mod source {
     /// The dispatch parameters shared by every kernel.
     pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+    /// exp, tanh and erfc in f32 (GLSL.std.450's, and a Chebyshev fit of erfc).
+    pub const MATH_F32: &str = include_str!("../../../shaders/math_f32.wgsl");
+    /// exp, tanh and erfc in f64 arithmetic (Vulkan has no f64 exp or tanh).
+    pub const MATH_F64: &str = include_str!("../../../shaders/math_f64.wgsl");
     /// The activations and their derivatives (gelu's erf included).
     pub const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
+    /// The bindings and layer input shared by the two layer kernels.
+    pub const LAYER: &str = include_str!("../../../shaders/layer.wgsl");
     /// The batched, tiled matrix product with the layers' epilogues.
     pub const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
+    /// The same products for layers of at most `NARROW_MAX` outputs.
+    pub const NARROW: &str = include_str!("../../../shaders/narrow.wgsl");
     /// Residuals, the output layer's Δ and the per-chain Σr².
     pub const LOSS: &str = include_str!("../../../shaders/loss.wgsl");
     /// Sums the weight gradient's per-slice partial sums.
@@ -60,6 +83,8 @@ pub mod source {
 pub enum Kernel {
     /// Forward, Δ propagation and weight gradient (`gemm.wgsl`).
     Gemm,
+    /// The same for layers of at most [`NARROW_MAX`] outputs (`narrow.wgsl`).
+    Narrow,
     /// Residuals and loss (`loss.wgsl`).
     Loss,
     /// Partial-gradient reduction (`reduce.wgsl`).
@@ -68,15 +93,25 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 3] = [Kernel::Gemm, Kernel::Loss, Kernel::Reduce];
+    pub const ALL: [Kernel; 4] = [Kernel::Gemm, Kernel::Narrow, Kernel::Loss, Kernel::Reduce];
 
-    /// The kernel's whole module: WGSL has no includes, so the shared files are
-    /// put in front of the kernel's own.
-    pub fn source(self) -> String {
+    /// The kernel's whole module in `precision`: WGSL has neither includes
+    /// nor generics, so the alias `real` (f32 or f64), the narrow kernel's
+    /// `NARROW` and the shared files are put in front of the kernel's own.
+    pub fn source(self, precision: Precision) -> String {
+        let (scalar, math) = match precision {
+            Precision::F32 => ("f32", source::MATH_F32),
+            Precision::F64 => ("f64", source::MATH_F64),
+        };
+        let alias = format!("alias real = {scalar};\n");
         match self {
-            Kernel::Gemm => [source::COMMON, source::ACTIVATION, source::GEMM].concat(),
-            Kernel::Loss => [source::COMMON, source::LOSS].concat(),
-            Kernel::Reduce => [source::COMMON, source::REDUCE].concat(),
+            Kernel::Gemm => [&alias, source::COMMON, math, source::ACTIVATION, source::LAYER, source::GEMM].concat(),
+            Kernel::Narrow => {
+                let narrow = format!("const NARROW: u32 = {NARROW_MAX}u;\n");
+                [&alias, &narrow, source::COMMON, math, source::ACTIVATION, source::LAYER, source::NARROW].concat()
+            }
+            Kernel::Loss => [&alias, source::COMMON, source::LOSS].concat(),
+            Kernel::Reduce => [&alias, source::COMMON, source::REDUCE].concat(),
         }
     }
 
@@ -84,6 +119,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Gemm => "gemm.wgsl",
+            Kernel::Narrow => "narrow.wgsl",
             Kernel::Loss => "loss.wgsl",
             Kernel::Reduce => "reduce.wgsl",
         }
@@ -92,6 +128,7 @@ impl Kernel {
 
 /// The parameters of one dispatch: `struct Params` of `shaders/common.wgsl`,
 /// field for field (a unit test checks the layouts against each other).
+/// Integers only, so that the layout is the same in both precisions.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Pod, Zeroable)]
 pub struct Params {
@@ -125,8 +162,6 @@ pub struct Params {
     pub splits: u32,
     /// Outputs per row.
     pub d_out: u32,
-    /// dL/dpred = scale · (pred − y).
-    pub scale: f32,
 }
 
 /// Which adapters may be used.
@@ -212,7 +247,8 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens the most preferred adapter `policy` allows (discrete before
     /// integrated before virtual before software), with the adapter's own
-    /// limits. `Ok(None)` when there is no such adapter.
+    /// limits and, where it has it, `SHADER_F64`. `Ok(None)` when there is no
+    /// such adapter.
     pub fn open(policy: AdapterPolicy) -> Result<Option<Self>> {
         let adapters = pollster::block_on(instance().enumerate_adapters(::wgpu::Backends::all()));
         let Some(adapter) = adapters
@@ -227,6 +263,7 @@ impl GpuContext {
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&::wgpu::DeviceDescriptor {
             label: Some("lh-host"),
+            required_features: adapter.features() & ::wgpu::Features::SHADER_F64,
             required_limits: adapter.limits(),
             ..Default::default()
         }))
@@ -237,6 +274,11 @@ impl GpuContext {
     /// The adapter's name and wgpu back end, e.g. `NVIDIA H100 (Vulkan)`.
     pub fn adapter_name(&self) -> String {
         format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Whether the device runs f64 shaders (the adapter has `SHADER_F64`).
+    pub fn shader_f64(&self) -> bool {
+        self.device.features().contains(::wgpu::Features::SHADER_F64)
     }
 }
 
@@ -253,11 +295,19 @@ fn scoped<T>(device: &::wgpu::Device, what: &str, f: impl FnOnce() -> Result<T>)
     out
 }
 
-/// The compute pipelines of one backend.
-struct Pipelines {
+/// The three pipelines of one layer kernel (its MODEs).
+struct LayerPipelines {
     forward: ::wgpu::ComputePipeline,
     delta: ::wgpu::ComputePipeline,
     gradient: ::wgpu::ComputePipeline,
+}
+
+/// The compute pipelines of one backend.
+struct Pipelines {
+    /// For layers of more than [`NARROW_MAX`] outputs.
+    gemm: LayerPipelines,
+    /// For layers of at most [`NARROW_MAX`] outputs.
+    narrow: LayerPipelines,
     loss: ::wgpu::ComputePipeline,
     reduce: ::wgpu::ComputePipeline,
 }
@@ -275,8 +325,9 @@ struct Groups {
     reduce: ::wgpu::BindGroup,
 }
 
-/// The wgpu backend (f32). Build it with [`WgpuBackend::new`].
-pub struct WgpuBackend {
+/// The wgpu backend, computing in T (f32, or f64 where the adapter has
+/// `SHADER_F64`). Build it with [`WgpuBackend::new`].
+pub struct WgpuBackend<T> {
     ctx: GpuContext,
     spec: MlpSpec,
     layout: Vec<LayerLayout>,
@@ -302,8 +353,8 @@ pub struct WgpuBackend {
     /// Z, H, Δ and the partial gradients (poisoned by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     intermediates: Vec<::wgpu::Buffer>,
-    /// Host scratch, allocated once: θ in f32 and the dispatches' parameters.
-    theta_host: Vec<f32>,
+    /// Host scratch, allocated once: θ in T and the dispatches' parameters.
+    theta_host: Vec<T>,
     params_host: Vec<u8>,
 }
 
@@ -313,10 +364,14 @@ fn dispatches_per_chunk(layers: usize) -> usize {
     3 * layers + 1
 }
 
-impl WgpuBackend {
+impl<T: Real + Pod> WgpuBackend<T> {
+    /// Bytes per value of T.
+    const SIZE: usize = std::mem::size_of::<T>();
+
     /// A backend on `ctx` over `data` for `chains` chains, processing at most
     /// `max_chunk_rows` rows per chunk (`None`: as many as fit in
-    /// [`CHUNK_BYTES`] per buffer). A minibatch may hold up to n rows.
+    /// [`CHUNK_BYTES`] per buffer). A minibatch may hold up to n rows. An
+    /// error for f64 when the adapter lacks `SHADER_F64`.
     pub fn new(
         ctx: &GpuContext,
         spec: &MlpSpec,
@@ -326,6 +381,11 @@ impl WgpuBackend {
         max_chunk_rows: Option<usize>,
     ) -> Result<Self> {
         super::check_model_data(spec, data, chains)?;
+        crate::ensure!(
+            T::PRECISION == Precision::F32 || ctx.shader_f64(),
+            "wgpu backend: adapter '{}' has no f64 in shaders (SHADER_F64): use --precision f32, or --backend cpu for f64",
+            ctx.adapter_name()
+        );
         scoped(&ctx.device, "creating the buffers and pipelines of the wgpu backend", || {
             Self::build(ctx, spec, data, loss, chains, max_chunk_rows)
         })
@@ -347,20 +407,20 @@ impl WgpuBackend {
         let max_fan_out = layout.iter().map(|l| l.fan_out).max().unwrap_or(1);
         let bind_limit = CHUNK_BYTES.min(u64::from(limits.max_storage_buffer_binding_size)).min(limits.max_buffer_size);
         let max_groups = limits.max_compute_workgroups_per_dimension as usize;
-        let fits_u32 = |what: &str, count: usize| -> Result<()> {
+        let fits = |what: &str, count: usize, size: usize| -> Result<()> {
             crate::ensure!(
-                count <= u32::MAX as usize && (count as u64) * 4 <= bind_limit,
+                count <= u32::MAX as usize && (count * size) as u64 <= bind_limit,
                 "wgpu backend: {what} needs {count} values, more than one buffer binding holds ({bind_limit} bytes on '{}')",
                 ctx.info.name
             );
             Ok(())
         };
-        fits_u32("θ for all chains (C·D)", chains * dim)?;
-        fits_u32("the training inputs (n·d_in)", n * data.d_in)?;
-        fits_u32("the row indices (2n)", 2 * n)?;
+        fits("θ for all chains (C·D)", chains * dim, Self::SIZE)?;
+        fits("the training inputs (n·d_in)", n * data.d_in, Self::SIZE)?;
+        fits("the row indices (2n)", 2 * n, 4)?;
         crate::ensure!(chains <= max_groups, "wgpu backend: {chains} chains exceed the adapter's {max_groups} workgroups per dispatch dimension");
 
-        let per_row = (chains * max_fan_out * 4) as u64;
+        let per_row = (chains * max_fan_out * Self::SIZE) as u64;
         let mut chunk_rows = ((bind_limit / per_row) as usize).min(n).min(max_groups * GEMM_TILE as usize);
         if let Some(m) = max_chunk_rows {
             chunk_rows = chunk_rows.min(m.max(1));
@@ -370,7 +430,7 @@ impl WgpuBackend {
             chunk_rows -= chunk_rows % GEMM_TILE as usize;
         }
         let max_splits = MAX_SPLITS
-            .min((bind_limit / (chains * dim * 4) as u64) as usize)
+            .min((bind_limit / (chains * dim * Self::SIZE) as u64) as usize)
             .min(max_groups / chains)
             .min(chunk_rows.div_ceil(ROWS_PER_SPLIT))
             .max(1);
@@ -383,7 +443,7 @@ impl WgpuBackend {
         let storage = |label: &str, values: usize, extra: U| {
             device.create_buffer(&::wgpu::BufferDescriptor {
                 label: Some(label),
-                size: (values.max(1) * 4) as u64,
+                size: (values.max(1) * Self::SIZE) as u64,
                 usage: U::STORAGE | extra,
                 mapped_at_creation: false,
             })
@@ -391,9 +451,9 @@ impl WgpuBackend {
         let init = |label: &str, contents: &[u8], usage: U| {
             device.create_buffer_init(&::wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
         };
-        let to_f32 = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
-        let x = init("X", bytemuck::cast_slice(&to_f32(&data.x)), U::STORAGE);
-        let y = init("Y", bytemuck::cast_slice(&to_f32(&data.y)), U::STORAGE);
+        let to_real = |v: &[f64]| v.iter().map(|x| T::from_f64(*x)).collect::<Vec<T>>();
+        let x = init("X", bytemuck::cast_slice(&to_real(&data.x)), U::STORAGE);
+        let y = init("Y", bytemuck::cast_slice(&to_real(&data.y)), U::STORAGE);
         let identity: Vec<u32> = (0..n as u32).chain(std::iter::repeat_n(0, n)).collect();
         let idx = init("row indices", bytemuck::cast_slice(&identity), U::STORAGE | U::COPY_DST);
         let theta = storage("theta", chains * dim, U::COPY_DST);
@@ -417,7 +477,7 @@ impl WgpuBackend {
         });
         let staging = device.create_buffer(&::wgpu::BufferDescriptor {
             label: Some("read-back"),
-            size: ((chains + chains * dim) * 4) as u64,
+            size: ((chains + chains * dim) * Self::SIZE) as u64,
             usage: U::MAP_READ | U::COPY_DST,
             mapped_at_creation: false,
         });
@@ -448,10 +508,10 @@ impl WgpuBackend {
         let module = |k: Kernel| {
             device.create_shader_module(::wgpu::ShaderModuleDescriptor {
                 label: Some(k.name()),
-                source: ::wgpu::ShaderSource::Wgsl(k.source().into()),
+                source: ::wgpu::ShaderSource::Wgsl(k.source(T::PRECISION).into()),
             })
         };
-        let (gemm, loss_module, reduce_module) = (module(Kernel::Gemm), module(Kernel::Loss), module(Kernel::Reduce));
+        let (loss_module, reduce_module) = (module(Kernel::Loss), module(Kernel::Reduce));
         let activation = f64::from(activation_code(spec.activation));
         let pipeline = |label: &str, m: &::wgpu::ShaderModule, constants: &[(&str, f64)]| {
             device.create_compute_pipeline(&::wgpu::ComputePipelineDescriptor {
@@ -463,10 +523,17 @@ impl WgpuBackend {
                 cache: None,
             })
         };
+        let layer_pipelines = |k: Kernel| {
+            let m = module(k);
+            LayerPipelines {
+                forward: pipeline("forward", &m, &[("MODE", 0.0), ("ACTIVATION", activation)]),
+                delta: pipeline("delta", &m, &[("MODE", 1.0), ("ACTIVATION", activation)]),
+                gradient: pipeline("gradient", &m, &[("MODE", 2.0), ("ACTIVATION", activation)]),
+            }
+        };
         let pipelines = Pipelines {
-            forward: pipeline("forward", &gemm, &[("MODE", 0.0), ("ACTIVATION", activation)]),
-            delta: pipeline("delta", &gemm, &[("MODE", 1.0), ("ACTIVATION", activation)]),
-            gradient: pipeline("gradient", &gemm, &[("MODE", 2.0), ("ACTIVATION", activation)]),
+            gemm: layer_pipelines(Kernel::Gemm),
+            narrow: layer_pipelines(Kernel::Narrow),
             loss: pipeline("loss", &loss_module, &[]),
             reduce: pipeline("reduce", &reduce_module, &[]),
         };
@@ -519,7 +586,7 @@ impl WgpuBackend {
             grad,
             staging,
             intermediates,
-            theta_host: vec![0.0; chains * dim],
+            theta_host: vec![T::ZERO; chains * dim],
             params_host: vec![0; params_bytes as usize],
         })
     }
@@ -535,7 +602,7 @@ impl WgpuBackend {
     fn poison(&self) {
         let q = &self.ctx.queue;
         for b in self.intermediates.iter().chain([&self.sse, &self.grad, &self.staging]) {
-            q.write_buffer(b, 0, bytemuck::cast_slice(&vec![f32::NAN; (b.size() / 4) as usize]));
+            q.write_buffer(b, 0, bytemuck::cast_slice(&vec![T::from_f64(f64::NAN); b.size() as usize / Self::SIZE]));
         }
         q.submit([]);
     }
@@ -544,10 +611,6 @@ impl WgpuBackend {
     /// indices start at `idx_base`; returns the bytes used.
     fn write_params(&mut self, rows: usize, idx_base: usize) -> usize {
         let d_out = self.spec.out_dim;
-        let scale = match self.loss_kind {
-            LossKind::Mse => 2.0 / (rows * d_out) as f64,
-            LossKind::HalfSse => 1.0 / rows as f64,
-        } as f32;
         let n_layers = self.layout.len();
         let stride = self.params_stride as usize;
         let mut slot = 0;
@@ -563,7 +626,6 @@ impl WgpuBackend {
                 split_rows: chunk.div_ceil(splits) as u32,
                 splits: splits as u32,
                 d_out: d_out as u32,
-                scale,
                 ..Params::default()
             };
             let layer = |l: usize| {
@@ -597,8 +659,14 @@ impl WgpuBackend {
         let n_layers = self.layout.len();
         let c = self.chains as u32;
         let tiles = |v: usize| (v as u32).div_ceil(GEMM_TILE);
-        let reduce_groups = (self.chains * self.spec.n_params()).div_ceil(THREADS as usize) as u32;
-        let reduce_x = reduce_groups.min(self.max_groups);
+        // Workgroups (x, y) of THREADS threads for `elements` elements, as
+        // few rows of at most max_groups as hold them.
+        let grid = |elements: usize| {
+            let groups = elements.div_ceil(THREADS as usize) as u32;
+            let x = groups.min(self.max_groups);
+            (x, groups.div_ceil(x))
+        };
+        let (reduce_x, reduce_y) = grid(self.chains * self.spec.n_params());
         let mut pass = encoder.begin_compute_pass(&::wgpu::ComputePassDescriptor { label: Some("loss and gradient"), timestamp_writes: None });
         for (chunk_index, row0) in (0..rows).step_by(self.chunk_rows).enumerate() {
             let chunk = self.chunk_rows.min(rows - row0);
@@ -610,9 +678,16 @@ impl WgpuBackend {
                 pass.set_bind_group(0, group, &[(slot * self.params_stride) as u32]);
                 slot += 1;
             };
+            let narrow = |l: usize| self.layout[l].fan_out <= NARROW_MAX;
             for (l, ly) in self.layout.iter().enumerate() {
-                bind(&mut pass, &self.pipelines.forward, &self.groups.forward[l]);
-                pass.dispatch_workgroups(tiles(ly.fan_out), tiles(chunk), c);
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.forward, &self.groups.forward[l]);
+                    let (x, y) = grid(chunk);
+                    pass.dispatch_workgroups(x, y, c);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.forward, &self.groups.forward[l]);
+                    pass.dispatch_workgroups(tiles(ly.fan_out), tiles(chunk), c);
+                }
             }
             bind(&mut pass, &self.pipelines.loss, &self.groups.loss);
             pass.dispatch_workgroups(c, 1, 1);
@@ -621,15 +696,28 @@ impl WgpuBackend {
             }
             for l in (0..n_layers).rev() {
                 let ly = &self.layout[l];
-                bind(&mut pass, &self.pipelines.gradient, &self.groups.gradient[l]);
-                pass.dispatch_workgroups(tiles(ly.fan_in + usize::from(ly.b.is_some())), tiles(ly.fan_out), c * splits);
-                if l > 0 {
-                    bind(&mut pass, &self.pipelines.delta, &self.groups.delta[l - 1]);
+                let columns = ly.fan_in + usize::from(ly.b.is_some());
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.gradient, &self.groups.gradient[l]);
+                    pass.dispatch_workgroups((columns as u32).div_ceil(NARROW_COLS), 1, c * splits);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.gradient, &self.groups.gradient[l]);
+                    pass.dispatch_workgroups(tiles(columns), tiles(ly.fan_out), c * splits);
+                }
+                if l == 0 {
+                    continue;
+                }
+                if narrow(l) {
+                    bind(&mut pass, &self.pipelines.narrow.delta, &self.groups.delta[l - 1]);
+                    let (x, y) = grid(chunk * ly.fan_in);
+                    pass.dispatch_workgroups(x, y, c);
+                } else {
+                    bind(&mut pass, &self.pipelines.gemm.delta, &self.groups.delta[l - 1]);
                     pass.dispatch_workgroups(tiles(ly.fan_in), tiles(chunk), c);
                 }
             }
             bind(&mut pass, &self.pipelines.reduce, &self.groups.reduce);
-            pass.dispatch_workgroups(reduce_x, reduce_groups.div_ceil(reduce_x), 1);
+            pass.dispatch_workgroups(reduce_x, reduce_y, 1);
         }
     }
 }
@@ -644,9 +732,9 @@ fn activation_code(a: Activation) -> u32 {
     }
 }
 
-impl Backend for WgpuBackend {
+impl<T: Real + Pod> Backend for WgpuBackend<T> {
     fn info(&self) -> BackendInfo {
-        BackendInfo { backend: "wgpu".into(), adapter: self.ctx.adapter_name(), precision: Precision::F32 }
+        BackendInfo { backend: "wgpu".into(), adapter: self.ctx.adapter_name(), precision: T::PRECISION }
     }
     fn dim(&self) -> usize {
         self.spec.n_params()
@@ -680,7 +768,7 @@ impl Backend for WgpuBackend {
             }
         };
         for (t, p) in self.theta_host.iter_mut().zip(positions) {
-            *t = *p as f32;
+            *t = T::from_f64(*p);
         }
         q.write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_host));
         let used = self.write_params(rows, idx_base);
@@ -688,12 +776,14 @@ impl Backend for WgpuBackend {
 
         let want_grad = grads.is_some();
         let device = self.ctx.device.clone();
-        let (sse_bytes, grad_bytes) = ((c * 4) as u64, (c * dim * 4) as u64);
+        let (sse_bytes, grad_bytes) = ((c * Self::SIZE) as u64, (c * dim * Self::SIZE) as u64);
         let read_bytes = sse_bytes + if want_grad { grad_bytes } else { 0 };
         let loss_of_sse = match self.loss_kind {
             LossKind::Mse => 1.0 / (rows * d_out) as f64,
             LossKind::HalfSse => 0.5 / rows as f64,
         };
+        // L = k·Σr², so dL/dpred = 2k·r: the kernels propagate Δ = r.
+        let grad_of_residual = 2.0 * loss_of_sse;
         scoped(&device, "evaluating the loss and gradient", || {
             let mut encoder = device.create_command_encoder(&::wgpu::CommandEncoderDescriptor { label: Some("loss and gradient") });
             encoder.clear_buffer(&self.sse, 0, None);
@@ -718,13 +808,13 @@ impl Backend for WgpuBackend {
                 .map_err(|e| Error::invalid(format!("wgpu: mapping the read-back buffer: {e}")))?;
             {
                 let view = slice.get_mapped_range().map_err(|e| Error::invalid(format!("wgpu: reading the read-back buffer: {e}")))?;
-                let values: &[f32] = bytemuck::cast_slice(&view);
+                let values: &[T] = bytemuck::cast_slice(&view);
                 for (l, s) in loss.iter_mut().zip(&values[..c]) {
-                    *l = loss_of_sse * f64::from(*s);
+                    *l = loss_of_sse * s.to_f64();
                 }
                 if let Some(g) = grads {
                     for (gi, v) in g.iter_mut().zip(&values[c..]) {
-                        *gi = f64::from(*v);
+                        *gi = grad_of_residual * v.to_f64();
                     }
                 }
             }
@@ -748,15 +838,46 @@ mod tests {
     use rand_distr::{Distribution, StandardNormal};
     use std::sync::OnceLock;
 
-    /// Every kernel module parses and validates with naga (no GPU needed).
+    const PRECISIONS: [Precision; 2] = [Precision::F32, Precision::F64];
+
+    /// Every kernel module parses and validates with naga (no GPU needed), the
+    /// f32 ones without `FLOAT64` and the f64 ones with it. The f64 modules call
+    /// none of the GLSL.std.450 functions that Vulkan defines for 16- and
+    /// 32-bit floats only (exp, tanh, …) on an f64 value.
     #[test]
     fn shaders_parse_and_validate() {
-        for k in Kernel::ALL {
-            let src = k.source();
-            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {}", k.name(), e.emit_to_string(&src)));
+        use naga::MathFunction as M;
+        let float32_only = [
+            M::Sin, M::Cos, M::Tan, M::Asin, M::Acos, M::Atan, M::Atan2, M::Sinh, M::Cosh, M::Tanh, M::Asinh, M::Acosh, M::Atanh,
+            M::Exp, M::Exp2, M::Log, M::Log2, M::Pow, M::Radians, M::Degrees,
+        ];
+        for precision in PRECISIONS {
+            let caps = match precision {
+                Precision::F32 => naga::valid::Capabilities::default(),
+                Precision::F64 => naga::valid::Capabilities::default() | naga::valid::Capabilities::FLOAT64,
+            };
+            for k in Kernel::ALL {
+                let src = k.source(precision);
+                let what = format!("{} ({precision})", k.name());
+                let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+                let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+                let functions = module.functions.iter().map(|(h, f)| (f, &info[h]));
+                let entry_points = module.entry_points.iter().enumerate().map(|(i, ep)| (&ep.function, info.get_entry_point(i)));
+                for (f, fi) in functions.chain(entry_points) {
+                    for (_, e) in f.expressions.iter() {
+                        if let naga::Expression::Math { fun, arg, .. } = e {
+                            let scalar = fi[*arg].ty.inner_with(&module.types).scalar();
+                            assert!(
+                                !(scalar == Some(naga::Scalar::F64) && float32_only.contains(fun)),
+                                "{what}: {fun:?} of an f64 in {:?}: Vulkan defines it for 16/32-bit floats only",
+                                f.name
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -766,9 +887,10 @@ mod tests {
         macro_rules! rust_fields {
             ($($f:ident),*) => { vec![$((stringify!($f), std::mem::offset_of!(Params, $f) as u32)),*] };
         }
-        let rust = rust_fields!(rows, row0, idx_base, chains, dim, fan_in, fan_out, w_off, b_off, has_bias, gather, hidden, split_rows, splits, d_out, scale);
-        for k in Kernel::ALL {
-            let module = naga::front::wgsl::parse_str(&k.source()).unwrap();
+        let rust = rust_fields!(rows, row0, idx_base, chains, dim, fan_in, fan_out, w_off, b_off, has_bias, gather, hidden, split_rows, splits, d_out);
+        for k in Kernel::ALL.into_iter().flat_map(|k| PRECISIONS.map(|p| (k, p))) {
+            let (k, precision) = k;
+            let module = naga::front::wgsl::parse_str(&k.source(precision)).unwrap();
             let mut layouter = naga::proc::Layouter::default();
             layouter.update(module.to_ctx()).unwrap();
             let (handle, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("struct Params");
@@ -777,13 +899,10 @@ mod tests {
             assert_eq!(wgsl, rust, "{}: Params members and offsets", k.name());
             assert_eq!(*span as usize, std::mem::size_of::<Params>(), "{}: Params size", k.name());
             assert_eq!(layouter[handle].size as usize, std::mem::size_of::<Params>());
-            // Every f32 member in WGSL is f32 in Rust too (scale is the only one).
-            let floats: Vec<&str> = members
-                .iter()
-                .filter(|m| matches!(module.types[m.ty].inner, naga::TypeInner::Scalar(naga::Scalar::F32)))
-                .map(|m| m.name.as_deref().unwrap())
-                .collect();
-            assert_eq!(floats, ["scale"]);
+            // Every member is a u32, as in Rust, in both precisions.
+            for m in members {
+                assert_eq!(module.types[m.ty].inner, naga::TypeInner::Scalar(naga::Scalar::U32), "{} ({precision}): {:?}", k.name(), m.name);
+            }
         }
     }
 
@@ -837,11 +956,29 @@ mod tests {
         chunk: Option<usize>,
     }
 
-    /// Tolerances: relative L2 error over all C·D gradient entries below 1e-4,
-    /// and relative L2 error over the C losses below 1e-4, against the CPU
-    /// f64 backend, with the GPU's buffers poisoned with NaN before each run.
-    /// Checks the full batch and two minibatches (with repeated rows).
+    /// Relative L2 error of the f32 kernels, over the C losses and over all
+    /// C·D gradient entries, against the CPU f64 backend.
+    const TOL_F32: f64 = 1e-4;
+    /// The same for the f64 kernels.
+    const TOL_F64: f64 = 1e-12;
+
+    /// Compares the wgpu backend in f32 and, where the adapter has
+    /// `SHADER_F64`, in f64 with the CPU f64 backend (the f64 comparison is
+    /// skipped, with a message, on adapters without it).
     fn check(ctx: &GpuContext, case: &Case, seed: u64) {
+        check_in::<f32>(ctx, case, seed, TOL_F32);
+        if ctx.shader_f64() {
+            check_in::<f64>(ctx, case, seed, TOL_F64);
+        } else {
+            eprintln!("f64 skipped: adapter '{}' has no SHADER_F64", ctx.adapter_name());
+        }
+    }
+
+    /// Loss and gradient in T within `tol` (relative L2 error over the C losses
+    /// and over all C·D gradient entries) of the CPU f64 backend, with the
+    /// GPU's buffers poisoned with NaN before each run. Checks the full batch
+    /// and two minibatches (with repeated rows).
+    fn check_in<T: Real + Pod>(ctx: &GpuContext, case: &Case, seed: u64, tol: f64) {
         let spec = MlpSpec { in_dim: case.d_in, widths: case.widths.clone(), out_dim: case.d_out, activation: case.act, bias: case.bias };
         let mut r = stream(seed, 0);
         let mut normal = |k: usize| (0..k).map(|_| StandardNormal.sample(&mut r)).collect::<Vec<f64>>();
@@ -849,13 +986,14 @@ mod tests {
         // Wider inits than the default so that hidden units sit in every regime of the activation.
         let pos: Vec<f64> = (0..case.chains).flat_map(|c| spec.init(&mut stream(seed, 1 + c)).into_iter().map(|v| 1.5 * v)).collect();
         let mut cpu = CpuBackend::<f64>::new(&spec, &data, case.loss, case.chains, 1).unwrap();
-        let mut gpu = WgpuBackend::new(ctx, &spec, &data, case.loss, case.chains, case.chunk).unwrap();
+        let mut gpu = WgpuBackend::<T>::new(ctx, &spec, &data, case.loss, case.chains, case.chunk).unwrap();
         let mut mb_rng = stream(seed, 99);
         let rows = rand_distr::Uniform::new(0, case.n as u32).unwrap();
         let minibatch: Vec<u32> = (0..case.n.div_ceil(2)).map(|_| rows.sample(&mut mb_rng)).collect();
         let repeated = vec![(case.n - 1) as u32; case.n.min(3)];
         let what = format!(
-            "{:?} {}→{:?}→{} bias={} n={} C={} {:?} chunk={}",
+            "{} {:?} {}→{:?}→{} bias={} n={} C={} {:?} chunk={}",
+            T::PRECISION,
             case.act,
             case.d_in,
             case.widths,
@@ -870,17 +1008,18 @@ mod tests {
             let (c, d) = (case.chains, spec.n_params());
             let (mut l64, mut g64) = (vec![0.0; c], vec![0.0; c * d]);
             cpu.loss_grad(&pos, batch, &mut l64, Some(&mut g64)).unwrap();
-            let (mut l32, mut g32) = (vec![f64::NAN; c], vec![f64::NAN; c * d]);
+            let (mut l_gpu, mut g_gpu) = (vec![f64::NAN; c], vec![f64::NAN; c * d]);
             gpu.poison();
-            gpu.loss_grad(&pos, batch, &mut l32, Some(&mut g32)).unwrap();
-            let (el, eg) = (rel_l2(&l32, &l64), rel_l2(&g32, &g64));
-            assert!(el < 1e-4, "{what} {name}: loss rel err {el:e} ({l32:?} vs {l64:?})");
-            assert!(eg < 1e-4, "{what} {name}: gradient rel L2 err {eg:e}");
+            gpu.loss_grad(&pos, batch, &mut l_gpu, Some(&mut g_gpu)).unwrap();
+            let (el, eg) = (rel_l2(&l_gpu, &l64), rel_l2(&g_gpu, &g64));
+            eprintln!("{what} {name}: loss rel err {el:.2e}, gradient rel L2 err {eg:.2e}");
+            assert!(el < tol, "{what} {name}: loss rel err {el:e} ({l_gpu:?} vs {l64:?})");
+            assert!(eg < tol, "{what} {name}: gradient rel L2 err {eg:e}");
             // Loss alone (no backward pass) agrees too.
             let mut l_only = vec![f64::NAN; c];
             gpu.poison();
             gpu.loss_grad(&pos, batch, &mut l_only, None).unwrap();
-            assert!(rel_l2(&l_only, &l64) < 1e-4, "{what} {name}: loss without gradient");
+            assert!(rel_l2(&l_only, &l64) < tol, "{what} {name}: loss without gradient");
         }
     }
 
@@ -933,13 +1072,63 @@ mod tests {
         }
     }
 
+    /// The f64 activations agree value by value with f64 references (std's
+    /// tanh; Φ from libm's erfc) over z ∈ ±[0.25, 20.25], tails included, and
+    /// at tiny |z|: act(z) to a relative 1e-13, act′(z) to 1e-13 of the size
+    /// of its terms (1 for tanh′ = 1 − tanh², Φ + |z|φ for gelu′ = Φ + zφ).
+    /// Chain c evaluates the 1→1→1 net with W1 = z_c, W2 = 1 and zero biases
+    /// on the single row x = 1, y = 0 under half-SSE, so its loss is
+    /// act(z_c)²/2 and ∂L/∂b1 = act(z_c)·act′(z_c).
+    #[test]
+    fn f64_activations_match_references_value_by_value() {
+        let Some(ctx) = gpu() else { return };
+        if !ctx.shader_f64() {
+            eprintln!("skipped: adapter '{}' has no SHADER_F64", ctx.adapter_name());
+            return;
+        }
+        let mut zs: Vec<f64> = (0..82).map(|i| -20.25 + 0.5 * f64::from(i)).collect();
+        zs.extend([1e-8, -1e-8, 1e-3, -1e-3]);
+        let data = Dataset::new(vec![1.0], vec![0.0], 1, 1).unwrap();
+        for act in [Activation::Tanh, Activation::Gelu] {
+            let spec = MlpSpec { in_dim: 1, widths: vec![1], out_dim: 1, activation: act, bias: true };
+            let (layout, d) = (spec.layout(), spec.n_params());
+            let mut pos = vec![0.0; zs.len() * d];
+            for (c, z) in zs.iter().enumerate() {
+                pos[c * d + layout[0].w] = *z;
+                pos[c * d + layout[1].w] = 1.0;
+            }
+            let mut b = WgpuBackend::<f64>::new(ctx, &spec, &data, LossKind::HalfSse, zs.len(), None).unwrap();
+            let (mut loss, mut grad) = (vec![f64::NAN; zs.len()], vec![f64::NAN; zs.len() * d]);
+            b.poison();
+            b.loss_grad(&pos, Batch::Full, &mut loss, Some(&mut grad)).unwrap();
+            let (mut worst_h, mut worst_dh) = (0.0f64, 0.0f64);
+            for (c, &z) in zs.iter().enumerate() {
+                let (h, dh, scale) = match act {
+                    Activation::Gelu => {
+                        let cdf = 0.5 * libm::erfc(-z * std::f64::consts::FRAC_1_SQRT_2);
+                        let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                        (z * cdf, cdf + z * pdf, cdf + z.abs() * pdf)
+                    }
+                    _ => (z.tanh(), 1.0 - z.tanh() * z.tanh(), 1.0),
+                };
+                let h_gpu = h.signum() * (2.0 * loss[c]).sqrt();
+                let dh_gpu = grad[c * d + layout[0].b.unwrap()] / h_gpu;
+                assert!((h_gpu - h).abs() <= 1e-13 * h.abs(), "{act:?}({z}): {h_gpu:e} vs {h:e}");
+                assert!((dh_gpu - dh).abs() <= 1e-13 * scale, "{act:?}'({z}): {dh_gpu:e} vs {dh:e}");
+                worst_h = worst_h.max((h_gpu - h).abs() / h.abs());
+                worst_dh = worst_dh.max((dh_gpu - dh).abs() / scale);
+            }
+            eprintln!("f64 {act:?}: act rel err ≤ {worst_h:.2e}, act′ err ≤ {worst_dh:.2e} (of its terms' size)");
+        }
+    }
+
     /// Shapes and rows are checked, with messages that say what is wrong.
     #[test]
     fn rejects_bad_arguments() {
         let Some(ctx) = gpu() else { return };
         let spec = MlpSpec { in_dim: 2, widths: vec![3], out_dim: 1, activation: Activation::Relu, bias: true };
         let data = Dataset::new(vec![0.5; 10], vec![1.0; 5], 2, 1).unwrap();
-        let mut b = WgpuBackend::new(ctx, &spec, &data, LossKind::Mse, 2, None).unwrap();
+        let mut b = WgpuBackend::<f32>::new(ctx, &spec, &data, LossKind::Mse, 2, None).unwrap();
         let pos = vec![0.1; 2 * spec.n_params()];
         let mut l = vec![0.0; 2];
         let e = b.loss_grad(&pos, Batch::Rows(&[5]), &mut l, None).unwrap_err().to_string();
@@ -949,6 +1138,29 @@ mod tests {
         assert!(b.loss_grad(&pos[1..], Batch::Full, &mut l, None).is_err());
         assert_eq!(b.info().precision, Precision::F32);
         let other = Dataset::new(vec![0.5; 9], vec![1.0; 3], 3, 1).unwrap();
-        assert!(WgpuBackend::new(ctx, &spec, &other, LossKind::Mse, 2, None).is_err());
+        assert!(WgpuBackend::<f32>::new(ctx, &spec, &other, LossKind::Mse, 2, None).is_err());
+    }
+
+    /// `--backend wgpu` builds the f64 kernels where the adapter has
+    /// `SHADER_F64` (an error naming the adapter where it has not), and the
+    /// backend reports wgpu, the adapter and the precision it computes in.
+    #[test]
+    fn factory_builds_each_precision() {
+        use crate::backend::{BackendFactory, BackendKind};
+        let Some(ctx) = gpu() else { return };
+        let factory = BackendFactory::new(BackendKind::Wgpu, 1).unwrap();
+        let spec = MlpSpec { in_dim: 2, widths: vec![3], out_dim: 1, activation: Activation::Tanh, bias: true };
+        let data = Dataset::new(vec![0.5; 10], vec![1.0; 5], 2, 1).unwrap();
+        assert_eq!(factory.precisions().contains(&Precision::F64), ctx.shader_f64());
+        assert_eq!(factory.fallback_note(Precision::F64), None, "only auto falls back");
+        for precision in PRECISIONS {
+            match factory.build(&spec, &data, LossKind::Mse, 2, precision) {
+                Ok(b) => assert_eq!(b.info(), BackendInfo { backend: "wgpu".into(), adapter: ctx.adapter_name(), precision }),
+                Err(e) => {
+                    assert!(precision == Precision::F64 && !ctx.shader_f64(), "{precision}: {e}");
+                    assert!(e.to_string().contains(&ctx.adapter_name()) && e.to_string().contains("--precision f32"), "{e}");
+                }
+            }
+        }
     }
 }
