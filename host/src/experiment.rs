@@ -171,10 +171,10 @@ pub fn plot(rows: &[Row], exp: &str, path: &Path) -> Result<String> {
         hline: None,
     };
     let by_grad = rows.iter().all(|r| r.wnv_grad_evals.is_some());
-    let mut rhat = panel(format!("{exp}: R̂ of λ̂'s draws"), "R̂ (rank-normalised, split)", false, &|r| cat(r, r.rhat, None));
-    rhat.hline = Some((1.01, "R̂ = 1.01".into()));
+    let mut rhat = panel(format!("{exp}: R-hat of the LLC draws"), "R-hat (rank-normalised, split)", false, &|r| cat(r, r.rhat, None));
+    rhat.hline = Some((1.01, "R-hat = 1.01".into()));
     let panels = [
-        panel(format!("{exp}: λ̂ ± SE"), "λ̂", false, &|r| cat(r, Some(r.llc), Some(r.se))),
+        panel(format!("{exp}: LLC estimate ± SE"), "LLC estimate", false, &|r| cat(r, Some(r.llc), Some(r.se))),
         rhat,
         panel(format!("{exp}: ESS per second"), "bulk ESS / s (log scale)", true, &|r| cat(r, r.ess_per_second, None)),
         if by_grad {

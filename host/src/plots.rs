@@ -123,6 +123,8 @@ pub struct Chart {
     pub log_y: bool,
     /// Include y = 0 in the range.
     pub y_zero: bool,
+    /// Put the legend in the upper left corner (default: upper right).
+    pub legend_left: bool,
 }
 
 /// (lo, hi) of the finite values, widened by 5 % on each side when `pad`;
@@ -189,7 +191,7 @@ impl Chart {
             .y_desc(self.y_desc.as_str())
             .axis_desc_style((FONT, 17))
             .label_style((FONT, 14))
-            .y_label_formatter(&|v: &f64| if log_y { format!("{:.1e}", 10f64.powf(*v)) } else { tick(*v) })
+            .y_label_formatter(&|v: &f64| if log_y { log_tick(*v) } else { tick(*v) })
             .x_label_formatter(&|v: &f64| tick(*v))
             .light_line_style(WHITE.mix(0.0))
             .draw()
@@ -212,7 +214,7 @@ impl Chart {
             let anno = match s.mark {
                 Mark::Line(w) => chart.draw_series(LineSeries::new(pts, c.stroke_width(w))).map_err(err)?,
                 Mark::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 6, c.stroke_width(2))).map_err(err)?,
-                Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 2, c.mix(0.6).filled()))).map_err(err)?,
+                Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.mix(0.6).filled()))).map_err(err)?,
                 Mark::Bars(w) => chart
                     .draw_series(pts.into_iter().map(|(x, y)| Rectangle::new([(x - w / 2.0, 0.0), (x + w / 2.0, y)], c.mix(0.7).filled())))
                     .map_err(err)?,
@@ -236,7 +238,7 @@ impl Chart {
                 .label_font((FONT, 14))
                 .border_style(BLACK)
                 .background_style(WHITE.mix(0.85))
-                .position(SeriesLabelPosition::UpperRight)
+                .position(if self.legend_left { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight })
                 .draw()
                 .map_err(err)?;
         }
@@ -244,17 +246,35 @@ impl Chart {
     }
 }
 
-/// A short tick label: plain for moderate magnitudes, scientific otherwise.
-fn tick(v: f64) -> String {
+/// A tick label: `v` to at most `sig` significant digits, trailing zeros
+/// dropped; scientific for very large or small magnitudes.
+fn tick_sig(v: f64, sig: i32) -> String {
     let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.1e}")
-    } else if a >= 100.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    if a == 0.0 {
+        return "0".to_string();
     }
+    if !(1e-4..1e5).contains(&a) {
+        return format!("{v:.1e}");
+    }
+    let decimals = sig - 1 - a.log10().floor() as i32;
+    if decimals < 0 {
+        let scale = 10f64.powi(-decimals);
+        return format!("{:.0}", (v / scale).round() * scale);
+    }
+    let digits = decimals as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+/// A linear axis tick: six significant digits (ticks are round numbers, so
+/// this stays short and never merges neighbours).
+fn tick(v: f64) -> String {
+    tick_sig(v, 6)
+}
+
+/// A log axis tick at log10 value `v`: 10^v to two significant digits.
+fn log_tick(v: f64) -> String {
+    tick_sig(10f64.powf(v), 2)
 }
 
 /// One value (± an error) in a labelled slot of a [`Categorical`] chart.
@@ -317,7 +337,7 @@ impl Categorical {
                 let i = v.round();
                 if (v - i).abs() < 1e-6 && i >= 0.0 { slots.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
             })
-            .y_label_formatter(&|v: &f64| if log_y { format!("{:.1e}", 10f64.powf(*v)) } else { tick(*v) })
+            .y_label_formatter(&|v: &f64| if log_y { log_tick(*v) } else { tick(*v) })
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
@@ -368,7 +388,7 @@ mod tests {
     #[test]
     fn renders_a_png_with_text() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Chart::new("a test: λ̂ ± SE", "draw", "L_n");
+        let mut c = Chart::new("a test: λ ± SE", "draw", "L_n");
         c.series.push(Series::chain(0, (0..50).map(|i| (i as f64, (i as f64 * 0.3).sin())).collect()));
         c.series.push(Series::chain(1, (0..50).map(|i| (i as f64, (i as f64 * 0.2).cos())).collect()));
         c.vline = Some((10.0, "end of burn-in".into()));
@@ -382,7 +402,16 @@ mod tests {
     #[test]
     fn ticks_are_short() {
         assert_eq!(tick(0.25), "0.25");
+        assert_eq!(tick(0.0015), "0.0015");
+        assert_eq!(tick(1.8), "1.8");
+        assert_eq!(tick(1.001), "1.001");
+        assert_eq!(tick(0.1 + 0.2), "0.3");
         assert_eq!(tick(1500.0), "1500");
         assert_eq!(tick(2.0e-5), "2.0e-5");
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(log_tick(0.0), "1");
+        assert_eq!(log_tick(-0.2), "0.63");
+        assert_eq!(log_tick(2.8), "630");
+        assert_eq!(log_tick(4.5), "32000");
     }
 }

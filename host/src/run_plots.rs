@@ -107,9 +107,9 @@ fn across_chains(r: &[Vec<f64>]) -> Vec<(f64, f64)> {
 fn convergence(llc: &[Vec<f64>], burn_in: usize, who: &str) -> Chart {
     let r = running_means(llc);
     let pooled = across_chains(&r);
-    let mut c = Chart::new(format!("{who}: running λ̂ after burn-in"), "draw", "running mean of nβ(L_n − L0)");
+    let mut c = Chart::new(format!("{who}: running LLC estimate after burn-in"), "draw", "running mean of nβ(L_n − L0)");
     c.series = r.iter().enumerate().map(|(i, x)| Series::chain(i, points(burn_in, x))).collect();
-    c.series.push(Series::new("pooled λ̂", pooled.iter().enumerate().map(|(t, p)| ((burn_in + t) as f64, p.0)).collect(), BLACK, Mark::Line(3)));
+    c.series.push(Series::new("pooled (all chains)", pooled.iter().enumerate().map(|(t, p)| ((burn_in + t) as f64, p.0)).collect(), BLACK, Mark::Line(3)));
     if r.len() >= 2 {
         let k = 1.96 / (r.len() as f64).sqrt();
         // The band starts at draw min(10, T − 1), as in the original.
@@ -187,6 +187,8 @@ fn histogram(values: &[f64], caption: &str, x_desc: &str) -> Chart {
     if !finite.is_empty() {
         c.vline = Some((mean, format!("mean {mean:.4}")));
     }
+    // Keep the legend off the bulk of the distribution.
+    c.legend_left = mean > (lo + hi) / 2.0;
     c
 }
 
@@ -217,9 +219,9 @@ fn wnv(run: &Run, llc: &[Vec<f64>], a: &Analysis, who: &str) -> std::result::Res
                 (w, sd * sd / c_n * w)
             })
             .collect();
-        let mut c = Chart::new(format!("{who}: work-normalised variance"), x_desc, "WNV = Var(λ̂) × work (log scale)");
+        let mut c = Chart::new(format!("{who}: work-normalised variance"), x_desc, "WNV = Var(LLC estimate) × work (log scale)");
         c.log_y = true;
-        c.series.push(Series::new("Var_chains(running λ̂)/C × work", curve, plots::color(i), Mark::Line(2)));
+        c.series.push(Series::new("Var_chains(running LLC)/C × work", curve, plots::color(i), Mark::Line(2)));
         c
     };
     let mut panels = Vec::new();
