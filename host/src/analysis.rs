@@ -69,6 +69,14 @@ pub struct EnergyChange {
     pub max_abs: f64,
 }
 
+/// HMC's energy after burn-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct HmcEnergy {
+    /// Bayesian fraction of missing information per chain (ArviZ's `bfmi`; below ~0.3 is poor).
+    pub bfmi_per_chain: Vec<f64>,
+    pub bfmi_min: f64,
+}
+
 /// Variational plugins' ELBO at the end of optimisation (the last burn-in record).
 #[derive(Debug, Clone, Serialize)]
 pub struct Elbo {
@@ -120,6 +128,8 @@ pub struct Analysis {
     pub acceptance: Option<ChainMeans>,
     /// Divergent transitions after burn-in (when the plugin records `is_divergent`).
     pub divergences: Option<u64>,
+    /// When the plugin records `energy` (HMC).
+    pub energy: Option<HmcEnergy>,
     /// When the plugin records `energy_change` (MCLMC).
     pub energy_change: Option<EnergyChange>,
     /// When the plugin records `elbo` (variational plugins).
@@ -297,6 +307,10 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
         let per_chain: Vec<f64> = x.iter().map(|c| mean(c)).collect();
         ChainMeans { mean: mean(&x.concat()), per_chain }
     });
+    let energy = run.kept("energy").map(|x| {
+        let bfmi_per_chain: Vec<f64> = x.iter().map(|c| diagnostics::bfmi(c)).collect();
+        HmcEnergy { bfmi_min: bfmi_per_chain.iter().copied().fold(f64::INFINITY, f64::min), bfmi_per_chain }
+    });
     let energy_change = run.kept("energy_change").map(|x| energy_change(&x));
     let elbo = run.stats.get("elbo").map(|x| {
         let at = if m.burn_in > 0 { m.burn_in - 1 } else { run.draws() - 1 };
@@ -341,6 +355,7 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
         traces,
         acceptance,
         divergences,
+        energy,
         energy_change,
         elbo,
         work,

@@ -164,6 +164,20 @@ pub fn autocorr(x: &[f64], max_lag: usize) -> Option<Vec<f64>> {
     (acov[0] > 0.0 && acov[0].is_finite()).then(|| acov.iter().take(max_lag + 1).map(|a| a / acov[0]).collect())
 }
 
+/// Bayesian fraction of missing information of one chain's HMC energies, as
+/// ArviZ's `bfmi`: mean((E_t − E_{t−1})²) / Var(E) (ddof 0). Values below
+/// about 0.3 mean the momentum resampling explores the energy levels poorly.
+pub fn bfmi(energy: &[f64]) -> f64 {
+    let n = energy.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let m = mean(energy);
+    let var = energy.iter().map(|e| (e - m) * (e - m)).sum::<f64>() / n as f64;
+    let diff2 = energy.windows(2).map(|w| (w[1] - w[0]) * (w[1] - w[0])).sum::<f64>() / (n - 1) as f64;
+    diff2 / var
+}
+
 /// Standard error of the pooled mean of `x` (C chains × T draws) by the
 /// moving-block bootstrap: each replicate rebuilds every chain from ⌈T/b⌉
 /// blocks of `block` consecutive draws starting at uniform random offsets
@@ -260,6 +274,8 @@ mod tests {
         assert_eq!(r.len(), 6);
         assert!((r[0] - 1.0).abs() < 1e-12 && r[1] > 0.5 && r[1] < 1.0, "{r:?}");
         assert!(autocorr(&[2.0; 10], 3).is_none());
+        // Alternating energies: every transition spans the whole spread.
+        assert!((bfmi(&[1.0, -1.0, 1.0, -1.0]) - 4.0).abs() < 1e-12);
         // i.i.d. draws: with blocks of 1 the bootstrap SE is sd/√N.
         use rand_distr::{Distribution, StandardNormal};
         let mut g = crate::rng::stream(5, 0);

@@ -51,7 +51,7 @@ pub fn run_dirs(store: &Store, exp: &str, samplers: &[String]) -> Result<Vec<Pat
     dirs.sort();
     if !samplers.is_empty() {
         dirs.retain(|d| {
-            crate::store::read_json::<PluginOnly>(&d.join("manifest.json")).is_ok_and(|m| samplers.iter().any(|s| *s == m.plugin.name))
+            crate::store::read_json::<PluginOnly>(&d.join("manifest.json")).is_ok_and(|m| samplers.contains(&m.plugin.name))
         });
     }
     if dirs.is_empty() {

@@ -108,6 +108,13 @@ impl Series {
     }
 }
 
+/// A labelled shaded band: points (x, lo, hi).
+#[derive(Debug, Clone)]
+pub struct Band {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
 /// A chart on numeric axes.
 #[derive(Debug, Clone, Default)]
 pub struct Chart {
@@ -115,8 +122,8 @@ pub struct Chart {
     pub x_desc: String,
     pub y_desc: String,
     pub series: Vec<Series>,
-    /// A shaded band (label, points (x, lo, hi)) drawn beneath the series.
-    pub band: Option<(String, Vec<(f64, f64, f64)>)>,
+    /// A shaded band drawn beneath the series.
+    pub band: Option<Band>,
     /// A dashed vertical marker (x, label).
     pub vline: Option<(f64, String)>,
     /// Plot log10(y) and label the ticks with y (values ≤ 0 are dropped).
@@ -169,12 +176,12 @@ impl Chart {
     pub fn draw(&self, area: &Area<'_>) -> DrawResult {
         let bar_half = |s: &Series| if let Mark::Bars(w) = s.mark { w / 2.0 } else { 0.0 };
         let xs = self.series.iter().flat_map(|s| s.points.iter().flat_map(move |p| [p.0 - bar_half(s), p.0 + bar_half(s)]));
-        let band_x = self.band.iter().flat_map(|(_, b)| b.iter().map(|p| p.0));
+        let band_x = self.band.iter().flat_map(|b| b.points.iter().map(|p| p.0));
         // Lines and bars run to the edges; scatter plots get a margin.
         let scatter = self.series.iter().any(|s| s.mark == Mark::Points);
         let (x0, x1) = span(xs.chain(band_x).chain(self.vline.iter().map(|v| v.0)), scatter);
         let ys = self.series.iter().flat_map(|s| s.points.iter().map(|p| self.ty(p.1)));
-        let band_y = self.band.iter().flat_map(|(_, b)| b.iter().flat_map(|p| [self.ty(p.1), self.ty(p.2)]));
+        let band_y = self.band.iter().flat_map(|b| b.points.iter().flat_map(|p| [self.ty(p.1), self.ty(p.2)]));
         let zero = (self.y_zero || self.series.iter().any(|s| matches!(s.mark, Mark::Bars(_)))).then_some(0.0);
         let (y0, y1) = span(ys.chain(band_y).chain(zero), true);
         let log_y = self.log_y;
@@ -196,9 +203,9 @@ impl Chart {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
-        if let Some((label, band)) = &self.band {
-            let mut poly: Vec<(f64, f64)> = band.iter().map(|p| (p.0, self.ty(p.2))).collect();
-            poly.extend(band.iter().rev().map(|p| (p.0, self.ty(p.1))));
+        if let Some(Band { label, points }) = &self.band {
+            let mut poly: Vec<(f64, f64)> = points.iter().map(|p| (p.0, self.ty(p.2))).collect();
+            poly.extend(points.iter().rev().map(|p| (p.0, self.ty(p.1))));
             poly.retain(|p| p.1.is_finite());
             let fill = RGBColor(120, 120, 120).mix(0.25);
             chart
@@ -216,7 +223,7 @@ impl Chart {
                 Mark::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 6, c.stroke_width(2))).map_err(err)?,
                 Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.mix(0.6).filled()))).map_err(err)?,
                 Mark::Bars(w) => chart
-                    .draw_series(pts.into_iter().map(|(x, y)| Rectangle::new([(x - w / 2.0, 0.0), (x + w / 2.0, y)], c.mix(0.7).filled())))
+                    .draw_series(pts.into_iter().map(|(x, y)| Rectangle::new([(x - w / 2.0, 0.0), (x + w / 2.0, y)], c.mix(0.5).filled())))
                     .map_err(err)?,
             };
             if !s.label.is_empty() {

@@ -8,6 +8,7 @@
 //! | `rank.png` | rank histograms of L_n per chain | Markov draws, C ≥ 2 |
 //! | `autocorr.png` | autocorrelation of L_n per chain | Markov draws |
 //! | `acceptance_hist.png` | acceptance rate | `acceptance_rate` recorded (HMC) |
+//! | `energy.png` | marginal energy and energy transitions (ArviZ's energy plot) | `energy` recorded (HMC) |
 //! | `energy_change_hist.png` | energy change per step | `energy_change` recorded (MCLMC) |
 //! | `elbo.png` | ELBO per chain over the optimisation | `elbo` recorded (VI) |
 //! | `wnv.png` | Var_chains(running λ̂)/C × cumulative work | `--mode full`, C ≥ 2, ≥ 5 draws |
@@ -17,7 +18,7 @@ use plotters::style::{BLACK, RGBColor};
 use crate::analysis::{Analysis, Mode, Run};
 use crate::diagnostics;
 use crate::error::Result;
-use crate::plots::{self, Chart, Mark, Series};
+use crate::plots::{self, Band, Chart, Mark, Series};
 
 /// Writes every figure the run's data supports; returns the files written and
 /// a note for each figure left out.
@@ -40,6 +41,10 @@ pub fn write_all(run: &Run, a: &Analysis, mode: Mode) -> Result<(Vec<String>, Ve
     }
     if let Some(x) = run.kept("acceptance_rate") {
         figures.push(("acceptance_hist.png", Ok(vec![histogram(&x.concat(), &format!("{who}: HMC acceptance rate after burn-in"), "acceptance rate")])));
+    }
+    if let Some(x) = run.kept("energy") {
+        let bfmi = a.energy.as_ref().map_or(f64::NAN, |e| e.bfmi_min);
+        figures.push(("energy.png", Ok(vec![energy(&x, bfmi, &who)])));
     }
     if let Some(x) = run.kept("energy_change") {
         figures.push(("energy_change_hist.png", Ok(vec![histogram(&x.concat(), &format!("{who}: MCLMC energy change per step"), "energy change ΔE")])));
@@ -115,7 +120,7 @@ fn convergence(llc: &[Vec<f64>], burn_in: usize, who: &str) -> Chart {
         // The band starts at draw min(10, T − 1), as in the original.
         let start = 10.min(pooled.len().saturating_sub(1));
         let band = pooled.iter().enumerate().skip(start).map(|(t, (m, s))| ((burn_in + t) as f64, m - k * s, m + k * s)).collect();
-        c.band = Some(("pooled ± 1.96 sd_chains/√C".to_string(), band));
+        c.band = Some(Band { label: "pooled ± 1.96 sd_chains/√C".to_string(), points: band });
     }
     c
 }
@@ -189,6 +194,24 @@ fn histogram(values: &[f64], caption: &str, x_desc: &str) -> Chart {
     }
     // Keep the legend off the bulk of the distribution.
     c.legend_left = mean > (lo + hi) / 2.0;
+    c
+}
+
+/// ArviZ's energy plot: the distribution of E − mean(E) per chain against that
+/// of the transitions E_t − E_{t−1}; similar widths mean good exploration.
+fn energy(x: &[Vec<f64>], bfmi_min: f64, who: &str) -> Chart {
+    let marginal: Vec<f64> = x.iter().flat_map(|c| {
+        let m = c.iter().sum::<f64>() / c.len().max(1) as f64;
+        c.iter().map(move |e| e - m)
+    }).collect();
+    let transitions: Vec<f64> = x.iter().flat_map(|c| c.windows(2).map(|w| w[1] - w[0])).collect();
+    let (lo, hi) = marginal.iter().chain(&transitions).filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+    let bins = 40;
+    let w = (hi - lo) / bins as f64;
+    let mut c = Chart::new(format!("{who}: HMC energy (min BFMI {bfmi_min:.3})"), "energy − mean (per chain)", "draws (all chains)");
+    c.series.push(Series::new("marginal energy", bin(&marginal, lo, hi, bins), plots::color(0), Mark::Bars(w)));
+    c.series.push(Series::new("energy transition", bin(&transitions, lo, hi, bins), plots::color(3), Mark::Bars(w)));
     c
 }
 

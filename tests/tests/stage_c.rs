@@ -62,6 +62,8 @@ fn diagnose_experiment_and_compare_two_plugins() {
     let a = json(&hmc.join("analysis.json"));
     let acc = a["acceptance"]["mean"].as_f64().unwrap();
     assert!(acc > 0.0 && acc <= 1.0 && a["divergences"].is_u64(), "{a}");
+    assert!(a["energy"]["bfmi_min"].as_f64().unwrap() > 0.0 && a["energy"]["bfmi_per_chain"].as_array().unwrap().len() == 2, "{a}");
+    assert_png(&hmc.join("diagnostics/energy.png"));
     assert!(a["energy_change"].is_null() && a["elbo"].is_null());
     let a = json(&mclmc.join("analysis.json"));
     assert!(a["energy_change"]["sd"].as_f64().unwrap() >= 0.0 && a["acceptance"].is_null(), "{a}");
