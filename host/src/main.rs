@@ -420,8 +420,13 @@ fn compare(store: &Store, exp: &str) -> Result<()> {
     if c.rows.is_empty() {
         bail!("experiment `{exp}` has no run that can be analysed");
     }
+    // Files first, so that a closed stdout cannot leave them unwritten.
+    let dir = experiment::experiment_dir(store, exp)?;
+    experiment::write_csv(&c.rows, &dir.join("compare.csv"))?;
+    experiment::plot(&c.rows, exp, &dir.join("compare.png"))?;
     println!(
-        "{:<18} {:<10} {:>4} {:>22} {:>9} {:>8} {:>9} {:>10} {:>11} {:>11}",
+        // λ̂ and R̂ carry a combining mark: one char more than they display.
+        "{:<18} {:<10} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
         "target", "plugin", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
     );
     for r in &c.rows {
@@ -440,9 +445,6 @@ fn compare(store: &Store, exp: &str) -> Result<()> {
             sci(r.wnv_seconds)
         );
     }
-    let dir = experiment::experiment_dir(store, exp)?;
-    experiment::write_csv(&c.rows, &dir.join("compare.csv"))?;
-    experiment::plot(&c.rows, exp, &dir.join("compare.png"))?;
     println!("wrote {} and {}", dir.join("compare.csv").display(), dir.join("compare.png").display());
     Ok(())
 }
