@@ -1,6 +1,6 @@
 //! Convergence diagnostics as ArviZ 0.22 defines them: rank-normalised split
-//! R̂, bulk and tail ESS, and the MCSE of the mean. Input traces are (C, T):
-//! `x[c][t]`.
+//! R̂, bulk and tail ESS, the MCSE of the mean and the autocorrelation; and a
+//! moving-block bootstrap SE of the mean. Input traces are (C, T): `x[c][t]`.
 
 use rustfft::{num_complex::Complex, FftPlanner};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -154,6 +154,61 @@ pub fn mcse_mean(x: &[Vec<f64>]) -> f64 {
     var_ddof1(&flat).sqrt() / ess(&split(x)).sqrt()
 }
 
+/// Autocorrelation of one chain at lags 0..=`max_lag` (the FFT autocovariance
+/// divided by its lag-0 value, as ArviZ's `autocorr`); none for a constant chain.
+pub fn autocorr(x: &[f64], max_lag: usize) -> Option<Vec<f64>> {
+    if x.len() < 2 {
+        return None;
+    }
+    let acov = autocov(x, &mut FftPlanner::new());
+    (acov[0] > 0.0 && acov[0].is_finite()).then(|| acov.iter().take(max_lag + 1).map(|a| a / acov[0]).collect())
+}
+
+/// Bayesian fraction of missing information of one chain's HMC energies, as
+/// ArviZ's `bfmi`: mean((E_t − E_{t−1})²) / Var(E) (ddof 0). Values below
+/// about 0.3 mean the momentum resampling explores the energy levels poorly.
+pub fn bfmi(energy: &[f64]) -> f64 {
+    let n = energy.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let m = mean(energy);
+    let var = energy.iter().map(|e| (e - m) * (e - m)).sum::<f64>() / n as f64;
+    let diff2 = energy.windows(2).map(|w| (w[1] - w[0]) * (w[1] - w[0])).sum::<f64>() / (n - 1) as f64;
+    diff2 / var
+}
+
+/// Standard error of the pooled mean of `x` (C chains × T draws) by the
+/// moving-block bootstrap: each replicate rebuilds every chain from ⌈T/b⌉
+/// blocks of `block` consecutive draws starting at uniform random offsets
+/// (truncated to T), and the SE is the standard deviation (ddof 1) of the
+/// replicates' pooled means. Deterministic for a given `seed`.
+pub fn block_bootstrap_se(x: &[Vec<f64>], block: usize, replicates: usize, seed: u64) -> f64 {
+    use rand::RngExt;
+    let t = x.first().map_or(0, Vec::len);
+    if t == 0 || replicates < 2 {
+        return f64::NAN;
+    }
+    let b = block.clamp(1, t);
+    let mut rng = crate::rng::stream(seed, 0);
+    let means: Vec<f64> = (0..replicates)
+        .map(|_| {
+            let mut sum = 0.0;
+            for c in x {
+                let mut left = t;
+                while left > 0 {
+                    let start = rng.random_range(0..=t - b);
+                    let take = b.min(left);
+                    sum += c[start..start + take].iter().sum::<f64>();
+                    left -= take;
+                }
+            }
+            sum / (t * x.len()) as f64
+        })
+        .collect();
+    var_ddof1(&means).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +265,28 @@ mod tests {
         y[0].iter_mut().for_each(|v| *v += 3.0);
         assert!(rhat(&y) > 1.1, "{}", rhat(&y));
         assert!((mcse_mean(&x) - 1.0 / 4000f64.sqrt()).abs() < 0.004);
+    }
+
+    #[test]
+    fn autocorrelation_and_block_bootstrap() {
+        let x = ar1();
+        let r = autocorr(&x[0], 5).unwrap();
+        assert_eq!(r.len(), 6);
+        assert!((r[0] - 1.0).abs() < 1e-12 && r[1] > 0.5 && r[1] < 1.0, "{r:?}");
+        assert!(autocorr(&[2.0; 10], 3).is_none());
+        // Alternating energies: every transition spans the whole spread.
+        assert!((bfmi(&[1.0, -1.0, 1.0, -1.0]) - 4.0).abs() < 1e-12);
+        // i.i.d. draws: with blocks of 1 the bootstrap SE is sd/√N.
+        use rand_distr::{Distribution, StandardNormal};
+        let mut g = crate::rng::stream(5, 0);
+        let iid: Vec<Vec<f64>> = (0..4).map(|_| (0..500).map(|_| StandardNormal.sample(&mut g)).collect()).collect();
+        let se = block_bootstrap_se(&iid, 1, 2000, 7);
+        assert!((se / (1.0 / 2000f64.sqrt()) - 1.0).abs() < 0.1, "{se}");
+        assert_eq!(se, block_bootstrap_se(&iid, 1, 2000, 7));
+        // Correlated draws: long blocks see the larger error that blocks of 1 miss,
+        // in line with the ESS-based MCSE.
+        let (short, long) = (block_bootstrap_se(&x, 1, 1000, 7), block_bootstrap_se(&x, 20, 1000, 7));
+        let mcse = mcse_mean(&x);
+        assert!(long > 1.5 * short && (long / mcse - 1.0).abs() < 0.35, "{short} {long} {mcse}");
     }
 }

@@ -28,9 +28,14 @@ pub struct Estimate {
     pub ess_tail: Option<f64>,
 }
 
+/// The per-draw λ̂ values nβ(L_n − L0) after burn-in, (C, T − burn_in).
+pub fn llc_draws(loss: &[Vec<f64>], burn_in: usize, n_beta: f64, l0: f64) -> Vec<Vec<f64>> {
+    loss.iter().map(|c| c[burn_in.min(c.len())..].iter().map(|l| n_beta * (l - l0)).collect()).collect()
+}
+
 /// λ̂ from `loss[c][t]`, skipping the first `burn_in` draws of each chain.
 pub fn llc(loss: &[Vec<f64>], burn_in: usize, n_beta: f64, l0: f64, independent: bool) -> Estimate {
-    let kept: Vec<Vec<f64>> = loss.iter().map(|c| c[burn_in.min(c.len())..].iter().map(|l| n_beta * (l - l0)).collect()).collect();
+    let kept = llc_draws(loss, burn_in, n_beta, l0);
     let per_chain: Vec<f64> = kept.iter().map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
     let flat = kept.concat();
     let mean = flat.iter().sum::<f64>() / flat.len() as f64;

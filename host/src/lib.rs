@@ -19,4 +19,8 @@ pub mod estimate;
 pub mod posterior;
 pub mod plugins;
 pub mod sample;
+pub mod plots;
 pub mod analysis;
+pub mod run_plots;
+pub mod experiment;
+pub mod target_diagnostics;

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use lh_host::backend::{BackendFactory, BackendKind};
 use lh_host::config::{self, Precision};
 use lh_host::store::Store;
-use lh_host::{backend, bench, plugins, sample, target, truth};
+use lh_host::analysis::{self, Mode};
+use lh_host::{backend, bench, experiment, plugins, sample, target, target_diagnostics, truth};
 
 #[derive(Parser)]
 #[command(name = "lh-host", version, about = "Estimate the Local Learning Coefficient of small neural networks")]
@@ -52,12 +53,43 @@ enum Command {
     },
     /// List the sampler plugins found: name, version, API version, path, help and default config.
     Plugins,
-    /// Stage C: analyse a run directory: analysis.json (λ̂, R̂/ESS of L_n and of every
-    /// recorded statistic, divergences) and diagnostics/{trace_loss,running_llc}.svg.
+    /// Stage C: analyse a run directory: analysis.json (λ̂ per chain and pooled, SE and
+    /// block-bootstrap SE, R̂/ESS, sampler statistics, work, WNV) and diagnostics/*.png.
     Diagnose {
         /// The run directory (printed by `sample` and `run`).
         #[arg(long = "run-dir")]
         run_dir: PathBuf,
+        /// light: every figure but the WNV curve; full: also wnv.png.
+        #[arg(long, value_enum, default_value_t = Mode::Light)]
+        mode: Mode,
+    },
+    /// Stage C for every run of an experiment (optionally only some plugins' runs).
+    DiagnoseExperiment {
+        #[arg(long)]
+        experiment: String,
+        /// Only the runs of these plugins, e.g. --samplers hmc,mclmc.
+        #[arg(long, value_delimiter = ',')]
+        samplers: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Mode::Light)]
+        mode: Mode,
+    },
+    /// A built target's figures: train/test loss curves and student vs teacher
+    /// predictions, in $LH_HOME/target-diagnostics/<id>/.
+    DiagnoseTarget {
+        /// Target id (or a unique prefix).
+        #[arg(long)]
+        target: String,
+    },
+    /// `diagnose-target` for every target of an experiment, with a summary count.
+    DiagnoseTargets {
+        #[arg(long)]
+        experiment: String,
+    },
+    /// One row per (target, plugin) of an experiment: λ̂ ± SE, R̂, ESS/s, WNV; writes
+    /// compare.csv and compare.png in the experiment's folder.
+    Compare {
+        #[arg(long)]
+        experiment: String,
     },
     /// List or inspect the targets in the store.
     Targets {
@@ -204,19 +236,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { target_config, target, args } => run_cmd(&store, target_config, target, args),
         Command::Plugins => plugins_cmd(),
-        Command::Diagnose { run_dir } => {
-            let (path, a) = lh_host::analysis::analyse(&run_dir)?;
-            println!("λ̂ = {:.4} ± {:.4}  ({} chains × {} draws after burn-in {})", a.llc.mean, a.llc.se, a.chains, a.draws - a.burn_in, a.burn_in);
-            for (name, t) in &a.traces {
-                let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-                println!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, f(t.rhat), f(t.ess_bulk), f(t.ess_tail));
-            }
-            if let Some(d) = a.divergences {
-                println!("  divergences after burn-in: {d}");
-            }
-            println!("wrote {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+        Command::Diagnose { run_dir, mode } => {
+            let (path, a) = analysis::diagnose(&run_dir, mode)?;
+            print_analysis(&path, &a);
             Ok(())
         }
+        Command::DiagnoseExperiment { experiment, samplers, mode } => diagnose_experiment(&store, &experiment, &samplers, mode),
+        Command::DiagnoseTarget { target } => {
+            let r = target_diagnostics::diagnose(&store, &target)?;
+            print_target_report(&r);
+            Ok(())
+        }
+        Command::DiagnoseTargets { experiment } => diagnose_targets(&store, &experiment),
+        Command::Compare { experiment } => compare(&store, &experiment),
         Command::Bench { abi_overhead: true, chains, n, json, .. } => {
             let r = bench::abi_overhead(n.unwrap_or(1000), chains, 100_000)?;
             if json {
@@ -267,6 +299,155 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+fn print_analysis(path: &std::path::Path, a: &analysis::Analysis) {
+    println!(
+        "λ̂ = {:.4} ± {:.4} (block bootstrap ± {:.4}, b = {})  ({} chains × {} draws after burn-in {})",
+        a.llc.mean,
+        a.llc.se,
+        a.llc_bootstrap.se,
+        a.llc_bootstrap.block_len,
+        a.chains,
+        a.draws - a.burn_in,
+        a.burn_in
+    );
+    println!("  per chain: {}", a.llc.per_chain.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", "));
+    for (name, t) in &a.traces {
+        println!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, fmt_opt(t.rhat, 4), fmt_opt(t.ess_bulk, 1), fmt_opt(t.ess_tail, 1));
+    }
+    if let Some(acc) = &a.acceptance {
+        println!("  acceptance rate: {:.4}", acc.mean);
+    }
+    if let Some(d) = a.divergences {
+        println!("  divergences after burn-in: {d}");
+    }
+    if let Some(e) = &a.energy_change {
+        println!("  energy change: mean {:.3e}, sd {:.3e}, max |ΔE| {:.3e}", e.mean, e.sd, e.max_abs);
+    }
+    if let Some(e) = &a.elbo {
+        println!("  final ELBO: {:.4}", e.final_mean);
+    }
+    println!(
+        "  work: {:.1} gradient evaluations (FGE), {:.2} s; ESS/s {}; WNV {} (× grad evals), {} (× s)",
+        a.work.grad_evals_fge,
+        a.work.seconds,
+        fmt_opt(a.ess_per_second, 1),
+        fmt_opt(a.wnv.grad_evals, 4),
+        fmt_opt(a.wnv.seconds, 6)
+    );
+    for n in &a.notes {
+        println!("  note: {n}");
+    }
+    println!("wrote {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+}
+
+fn diagnose_experiment(store: &Store, exp: &str, samplers: &[String], mode: Mode) -> Result<()> {
+    let dirs = experiment::run_dirs(store, exp, samplers)?;
+    let n = dirs.len();
+    let mut failed = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let name = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        match analysis::diagnose(dir, mode) {
+            Ok((_, a)) => println!(
+                "[{}/{n}] {name}: λ̂ = {:.4} ± {:.4}, R̂ {}, ESS {:.0}; {} figures",
+                i + 1,
+                a.llc.mean,
+                a.llc.se,
+                fmt_opt(a.llc.rhat, 4),
+                a.llc.ess_bulk,
+                a.plots.len()
+            ),
+            Err(e) => {
+                println!("[{}/{n}] FAILED: {name} - {e}", i + 1);
+                failed.push(name);
+            }
+        }
+    }
+    println!("diagnosed {} of {n} runs in experiment `{exp}`", n - failed.len());
+    if !failed.is_empty() {
+        bail!("{} of {n} runs could not be diagnosed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+fn print_target_report(r: &target_diagnostics::Report) {
+    println!(
+        "{}: student vs teacher MSE train {:.4e}, test {}; wrote {} in {}",
+        r.target_id,
+        r.mse_vs_teacher_train,
+        r.mse_vs_teacher_test.map_or("-".to_string(), |m| format!("{m:.4e}")),
+        r.plots.join(", "),
+        r.dir.display()
+    );
+}
+
+fn diagnose_targets(store: &Store, exp: &str) -> Result<()> {
+    let ids = target_diagnostics::experiment_targets(store, exp)?;
+    let n = ids.len();
+    println!("[diagnose-targets] Processing {n} targets in experiment '{exp}'");
+    let mut failed = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match target_diagnostics::diagnose(store, id) {
+            Ok(r) => {
+                print!("[diagnose-targets] [{}/{n}] ", i + 1);
+                print_target_report(&r);
+            }
+            Err(e) => {
+                println!("[diagnose-targets] [{}/{n}] FAILED: {id} - {e}", i + 1);
+                failed.push(id.as_str());
+            }
+        }
+    }
+    println!("[diagnose-targets] Completed: {} success, {} failed out of {n} targets", n - failed.len(), failed.len());
+    if !failed.is_empty() {
+        println!("Failed targets:");
+        for id in failed {
+            println!("  • {id}");
+        }
+    }
+    Ok(())
+}
+
+fn compare(store: &Store, exp: &str) -> Result<()> {
+    let c = experiment::compare(store, exp)?;
+    for (dir, e) in &c.failed {
+        println!("skipped {}: {e}", dir.display());
+    }
+    if c.rows.is_empty() {
+        bail!("experiment `{exp}` has no run that can be analysed");
+    }
+    // Files first, so that a closed stdout cannot leave them unwritten.
+    let dir = experiment::experiment_dir(store, exp)?;
+    experiment::write_csv(&c.rows, &dir.join("compare.csv"))?;
+    experiment::plot(&c.rows, exp, &dir.join("compare.png"))?;
+    println!(
+        // λ̂ and R̂ carry a combining mark: one char more than they display.
+        "{:<18} {:<10} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
+        "target", "plugin", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
+    );
+    for r in &c.rows {
+        let sci = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3e}"));
+        println!(
+            "{:<18} {:<10} {:>4} {:>22} {:>9.4} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
+            r.target_id,
+            r.plugin,
+            r.runs,
+            format!("{:.4} ± {:.4}", r.llc, r.se),
+            r.se_bootstrap,
+            fmt_opt(r.rhat, 4),
+            r.ess_bulk,
+            fmt_opt(r.ess_per_second, 1),
+            sci(r.wnv_grad_evals),
+            sci(r.wnv_seconds)
+        );
+    }
+    println!("wrote {} and {}", dir.join("compare.csv").display(), dir.join("compare.png").display());
+    Ok(())
 }
 
 fn devices(json: bool) -> Result<()> {
@@ -468,7 +649,7 @@ fn run_sampler(store: &Store, t: &target::Target, a: SampleArgs, default_exp: &s
     );
     println!("run: {}", out.dir.display());
     if a.diagnose {
-        let (path, analysis) = lh_host::analysis::analyse(&out.dir)?;
+        let (path, analysis) = analysis::diagnose(&out.dir, Mode::Light)?;
         println!("diagnostics: {} and diagnostics/{}", path.display(), analysis.plots.join(", diagnostics/"));
     }
     Ok(out)

@@ -268,6 +268,10 @@ fn every_subcommand_has_help() {
         &["run"],
         &["plugins"],
         &["diagnose"],
+        &["diagnose-experiment"],
+        &["diagnose-target"],
+        &["diagnose-targets"],
+        &["compare"],
         &["devices"],
     ] {
         let mut args = cmd.to_vec();

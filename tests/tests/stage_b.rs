@@ -102,7 +102,7 @@ fn run_builds_the_default_target_and_samples_it() {
     let again = h.ok(&["run", "--plugin", lib.to_str().unwrap(), "--set", "draws=200", "--set", "burn_in=50", "--diagnose"]);
     assert!(again.contains("from the store") && again.contains("diagnostics: "), "{again}");
     let dir = run_dir(&again);
-    assert!(dir.join("analysis.json").exists() && dir.join("diagnostics/running_llc.svg").exists());
+    assert!(dir.join("analysis.json").exists() && dir.join("diagnostics/llc_convergence_combined.png").exists());
 }
 
 #[test]
@@ -227,9 +227,9 @@ fn diagnose_writes_analysis_and_plots() {
     for t in ["loss", "acceptance_rate", "step_size"] {
         assert!(a["traces"][t]["mean"].is_number(), "{t}: {a}");
     }
-    for plot in ["trace_loss.svg", "running_llc.svg"] {
-        let svg = std::fs::read_to_string(dir.join("diagnostics").join(plot)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("chain 0") && svg.contains("<polyline"), "{plot}");
+    for plot in ["trace.png", "llc_convergence_combined.png", "rank.png", "autocorr.png", "acceptance_hist.png"] {
+        let png = std::fs::read(dir.join("diagnostics").join(plot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 8_000, "{plot}");
     }
     let err = h.fails(&["diagnose", "--run-dir", h.path().join("nope").to_str().unwrap()]);
     assert!(err.contains("nope/manifest.json"), "{err}");
