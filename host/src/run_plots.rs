@@ -126,10 +126,11 @@ fn convergence(llc: &[Vec<f64>], burn_in: usize, who: &str) -> Chart {
 }
 
 /// Counts of `values` in `bins` equal bins over [lo, hi]: (bin centre, count).
+/// Histogram counts of the values in [lo, hi] (others are left out).
 fn bin(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f64)> {
     let w = (hi - lo) / bins as f64;
     let mut counts = vec![0.0; bins];
-    for v in values.iter().filter(|v| v.is_finite()) {
+    for v in values.iter().filter(|v| (lo..=hi).contains(*v)) {
         let i = if w > 0.0 { (((v - lo) / w) as usize).min(bins - 1) } else { 0 };
         counts[i] += 1.0;
     }
@@ -180,16 +181,37 @@ fn autocorr(loss: &[Vec<f64>], burn_in: usize, who: &str) -> std::result::Result
     Ok(c)
 }
 
+/// The range a histogram shows: the 0.5 %–99.5 % quantiles of the finite
+/// values (one divergent transition's energy would otherwise squash the bulk
+/// into a single bin), widened to ±0.5 around a single value.
+fn robust_range(values: &[f64]) -> (f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (-0.5, 0.5);
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let (lo, hi) = (q(0.005), q(0.995));
+    if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) }
+}
+
+/// A legend suffix counting the finite values outside [lo, hi].
+fn outside(values: &[f64], lo: f64, hi: f64) -> String {
+    match values.iter().filter(|x| x.is_finite() && !(lo..=hi).contains(*x)).count() {
+        0 => String::new(),
+        n => format!(", {n} outside the axis"),
+    }
+}
+
 fn histogram(values: &[f64], caption: &str, x_desc: &str) -> Chart {
-    let (lo, hi) = values.iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
-    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+    let (lo, hi) = robust_range(values);
     let bins = 30;
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
     let counts = bin(&finite, lo, hi, bins);
     let mut c = Chart::new(caption, x_desc, "draws (all chains)");
-    c.series.push(Series::new(format!("all chains ({} draws)", finite.len()), counts, RGBColor(70, 110, 180), Mark::Bars((hi - lo) / bins as f64)));
-    if !finite.is_empty() {
+    c.series.push(Series::new(format!("all chains ({} draws{})", finite.len(), outside(&finite, lo, hi)), counts, RGBColor(70, 110, 180), Mark::Bars((hi - lo) / bins as f64)));
+    if !finite.is_empty() && (lo..=hi).contains(&mean) {
         c.vline = Some((mean, format!("mean {mean:.4}")));
     }
     // Keep the legend off the bulk of the distribution.
@@ -205,13 +227,12 @@ fn energy(x: &[Vec<f64>], bfmi_min: f64, who: &str) -> Chart {
         c.iter().map(move |e| e - m)
     }).collect();
     let transitions: Vec<f64> = x.iter().flat_map(|c| c.windows(2).map(|w| w[1] - w[0])).collect();
-    let (lo, hi) = marginal.iter().chain(&transitions).filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
-    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+    let (lo, hi) = robust_range(&[marginal.as_slice(), transitions.as_slice()].concat());
     let bins = 40;
     let w = (hi - lo) / bins as f64;
     let mut c = Chart::new(format!("{who}: HMC energy (min BFMI {bfmi_min:.3})"), "energy − mean (per chain)", "draws (all chains)");
-    c.series.push(Series::new("marginal energy", bin(&marginal, lo, hi, bins), plots::color(0), Mark::Bars(w)));
-    c.series.push(Series::new("energy transition", bin(&transitions, lo, hi, bins), plots::color(3), Mark::Bars(w)));
+    c.series.push(Series::new(format!("marginal energy{}", outside(&marginal, lo, hi)), bin(&marginal, lo, hi, bins), plots::color(0), Mark::Bars(w)));
+    c.series.push(Series::new(format!("energy transition{}", outside(&transitions, lo, hi)), bin(&transitions, lo, hi, bins), plots::color(3), Mark::Bars(w)));
     c
 }
 

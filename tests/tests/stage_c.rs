@@ -4,11 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lh_tests::{tiny_experiment, Home};
-
-fn first_token(s: &str) -> String {
-    s.split_whitespace().next().expect("output has a token").to_string()
-}
+use lh_tests::{first_token, tiny_experiment, Home};
 
 fn run_dir(stdout: &str) -> PathBuf {
     PathBuf::from(stdout.lines().find_map(|l| l.strip_prefix("run: ")).unwrap_or_else(|| panic!("no run dir in:\n{stdout}")).trim())
@@ -96,6 +92,29 @@ fn diagnose_experiment_and_compare_two_plugins() {
     assert!(out.contains("Completed: 0 success, 1 failed out of 1 targets"), "{out}");
     let err = h.fails(&["diagnose-target", "--target", &id]);
     assert!(err.contains("has no teacher") && err.contains("cannot generate teacher diagnostics"), "{err}");
+}
+
+/// A variational run: independent draws get an ELBO figure and SE = sd/√N, and
+/// no R̂, rank or autocorrelation figure.
+#[test]
+fn diagnose_a_variational_run() {
+    let h = Home::new();
+    let exp = r#"(name: "quad", targets: [(quadratic: (dim: 5, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
+    let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
+    let out = h.ok(&["sample", "--target", &id, "--plugin", "vi-mfa", "--chains", "2", "--set", "steps=400", "--set", "eval_samples=20", "--diagnose"]);
+    let dir = run_dir(&out);
+    for f in ["trace.png", "llc_convergence_combined.png", "elbo.png"] {
+        assert_png(&dir.join("diagnostics").join(f));
+    }
+    for f in ["rank.png", "autocorr.png"] {
+        assert!(!dir.join("diagnostics").join(f).exists(), "{f} drawn for independent draws");
+    }
+    let a = json(&dir.join("analysis.json"));
+    assert!(a["llc"]["rhat"].is_null(), "{a}");
+    assert_eq!(a["elbo"]["final_per_chain"].as_array().map(Vec::len), Some(2), "{a}");
+    assert_eq!(a["llc_bootstrap"]["block_len"], 1);
+    let (per_chain, se) = (a["llc"]["per_chain"].as_array().unwrap().len(), a["llc"]["se"].as_f64().unwrap());
+    assert!(per_chain == 2 && se > 0.0, "{a}");
 }
 
 #[test]

@@ -183,11 +183,13 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
                 delta = f64::NEG_INFINITY;
             }
             acc[k] = delta.exp().min(1.0);
-            energy[k] = h1;
+            // The Hamiltonian of the state kept (Stan's energy__), as the energy plot and BFMI expect.
+            energy[k] = h0[k];
             let div = -delta > cfg.divergence_threshold;
             divergent[k] = f64::from(u8::from(div));
             n_divergent += usize::from(div && sampling);
             if rngs[k].random::<f64>() < acc[k] {
+                energy[k] = h1;
                 state.x[k * d..(k + 1) * d].copy_from_slice(&proposal.x[k * d..(k + 1) * d]);
                 state.grad[k * d..(k + 1) * d].copy_from_slice(&proposal.grad[k * d..(k + 1) * d]);
                 state.logp[k] = proposal.logp[k];
