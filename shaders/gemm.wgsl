@@ -50,15 +50,7 @@ fn load_b(c: u32, k: u32, j: u32) -> real {
 fn store(c: u32, s: u32, i: u32, j: u32, acc: real) {
     switch MODE {
         case 0u: {
-            var z = acc;
-            if p.has_bias != 0u {
-                z += theta[c * p.dim + p.b_off + j];
-            }
-            let o = (c * p.rows + i) * p.fan_out + j;
-            dst[o] = z;
-            if p.hidden != 0u {
-                dst2[o] = act(z);
-            }
+            store_forward(c, i, j, acc);
         }
         case 1u: {
             let o = (c * p.rows + i) * p.fan_in + j;

@@ -35,3 +35,17 @@ fn input_at(c: u32, row: u32, unit: u32) -> real {
     }
     return inp[(c * p.rows + row) * p.fan_in + unit];
 }
+
+// FORWARD's output for (chain, row of the chunk, unit j) from the product acc:
+// Z = acc + b_j, and H = act(Z) for hidden layers.
+fn store_forward(c: u32, row: u32, j: u32, acc: real) {
+    var z = acc;
+    if p.has_bias != 0u {
+        z += theta[c * p.dim + p.b_off + j];
+    }
+    let o = (c * p.rows + row) * p.fan_out + j;
+    dst[o] = z;
+    if p.hidden != 0u {
+        dst2[o] = act(z);
+    }
+}

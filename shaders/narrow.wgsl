@@ -27,14 +27,7 @@ fn forward(c: u32, row: u32) {
         for (var k = 0u; k < p.fan_in; k++) {
             z += input_at(c, row, k) * theta[w + o * p.fan_in + k];
         }
-        if p.has_bias != 0u {
-            z += theta[c * p.dim + p.b_off + o];
-        }
-        let out = (c * p.rows + row) * p.fan_out + o;
-        dst[out] = z;
-        if p.hidden != 0u {
-            dst2[out] = act(z);
-        }
+        store_forward(c, row, o, z);
     }
 }
 
