@@ -366,6 +366,21 @@ pub fn hvp(model: &mut ModelMut<'_>, dirs: &[f64], h: f64) -> Result<Vec<f64>, S
     Ok((0..c * d).map(|i| norms[i / d] * (grads[0][i] - grads[1][i]) / (2.0 * h)).collect())
 }
 
+/// log(1 + eˣ), without overflow.
+pub fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// 1/(1 + e⁻ˣ), the derivative of [`softplus`].
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
 /// A standard normal vector of length `n` from `rng`.
 pub fn normals(rng: &mut ChainRng, out: &mut [f64]) {
     out.iter_mut().for_each(|x| *x = StandardNormal.sample(rng));

@@ -64,7 +64,7 @@
 //! units) and scale multiplier e^t.
 
 use lh_plugin_api::*;
-use lh_vi_common::{self as vi, Family};
+use lh_vi_common::{self as vi, sigmoid, softplus, Family};
 use rand::seq::SliceRandom;
 
 vi::vi_config!(
@@ -188,21 +188,6 @@ pub fn orthonormalise(a: &mut [f64], rows: usize, cols: usize) {
         for i in 0..rows {
             a[i * cols + j] /= norm;
         }
-    }
-}
-
-/// log(1 + eˣ), without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// 1/(1 + e⁻ˣ), the derivative of [`softplus`].
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -31,7 +31,7 @@
 //! central differences of the host's full-batch gradients (step `cv_fd_step`).
 
 use lh_plugin_api::*;
-use lh_vi_common::{self as vi, Evaluation, Family};
+use lh_vi_common::{self as vi, sigmoid, softplus, Evaluation, Family};
 use rand::RngExt;
 
 vi::vi_config!(
@@ -103,14 +103,6 @@ pub struct Draw {
     resp: Vec<f64>,
     /// −∇_ṽ log q(ṽ) = Σ_m r_m Σ_m⁻¹ ṽ.
     neg_score: Vec<f64>,
-}
-
-fn softplus(x: f64) -> f64 {
-    if x > 30.0 { x } else { x.exp().ln_1p() }
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn log_softmax(a: &[f64]) -> Vec<f64> {
