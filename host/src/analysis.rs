@@ -119,7 +119,7 @@ pub struct Analysis {
     pub draws: usize,
     pub burn_in: usize,
     pub independent_draws: bool,
-    /// λ̂ per chain and pooled, SE (MCSE; sd/√N for independent draws), R̂ and ESS of the draws.
+    /// λ̂ per chain and pooled, SE (MCSE; sd(chain λ̂)/√C for independent draws), R̂ and ESS of the draws.
     pub llc: Estimate,
     pub llc_bootstrap: Bootstrap,
     /// `loss` and every recorded statistic, after burn-in.
@@ -334,7 +334,7 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
     let ess_per_second = (seconds > 0.0).then(|| llc.ess_bulk / seconds);
     let mut notes = Vec::new();
     if independent {
-        notes.push("independent draws: R̂, autocorrelation and rank plots are not computed; SE = sd/√N and ESS = N".to_string());
+        notes.push("independent draws: R̂, autocorrelation and rank plots are not computed; SE = sd(chain λ̂)/√C (each chain is its own fit) and ESS = N".to_string());
     }
     if m.chains < 2 {
         notes.push("one chain: R̂ and the between-chain band of the convergence plot need at least 2".to_string());
@@ -407,10 +407,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         vi_run(dir.path());
         let (_, a) = diagnose(dir.path(), Mode::Full).unwrap();
-        let draws = Run::load(dir.path()).unwrap().llc_draws().concat();
-        let mean = draws.iter().sum::<f64>() / 80.0;
-        let sd = (draws.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 79.0).sqrt();
-        assert!((a.llc.se - sd / 80f64.sqrt()).abs() < 1e-12 && a.llc.rhat.is_none());
+        // Two chains, each its own fit: SE = sd(chain λ̂)/√2 = |λ̂₀ − λ̂₁|/2.
+        let per_chain: Vec<f64> = Run::load(dir.path()).unwrap().llc_draws().iter().map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
+        assert!((a.llc.se - (per_chain[0] - per_chain[1]).abs() / 2.0).abs() < 1e-12 && a.llc.rhat.is_none(), "{}", a.llc.se);
         assert_eq!(a.llc_bootstrap.block_len, 1);
         let e = a.elbo.as_ref().unwrap();
         assert!((e.final_per_chain[0] + 81.0).abs() < 1e-12 && (e.final_per_chain[1] + 80.9).abs() < 1e-12, "{e:?}");

@@ -11,7 +11,10 @@ use crate::diagnostics;
 pub struct Estimate {
     /// Pooled λ̂ (mean over chains and kept draws).
     pub mean: f64,
-    /// Its Monte Carlo standard error (sd / √ESS; sd / √N for independent draws).
+    /// Its Monte Carlo standard error: sd / √ESS for Markov chains. For
+    /// independent draws (variational plugins) each chain is its own fit of q,
+    /// so the chains are C independent replicates: sd(chain means) / √C, which
+    /// counts the fit-to-fit spread that sd / √N would miss (sd / √N with one chain).
     pub se: f64,
     /// λ̂ of each chain.
     pub per_chain: Vec<f64>,
@@ -41,8 +44,9 @@ pub fn llc(loss: &[Vec<f64>], burn_in: usize, n_beta: f64, l0: f64, independent:
     let mean = flat.iter().sum::<f64>() / flat.len() as f64;
     let draws_used = kept.first().map_or(0, Vec::len);
     let (se, rhat, ess_bulk, ess_tail) = if independent {
-        let sd = (flat.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (flat.len() as f64 - 1.0)).sqrt();
-        (sd / (flat.len() as f64).sqrt(), None, flat.len() as f64, None)
+        let sd = |x: &[f64], m: f64| (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
+        let se = if per_chain.len() >= 2 { sd(&per_chain, mean) / (per_chain.len() as f64).sqrt() } else { sd(&flat, mean) / (flat.len() as f64).sqrt() };
+        (se, None, flat.len() as f64, None)
     } else {
         let finite = |v: f64| v.is_finite().then_some(v);
         (diagnostics::mcse_mean(&kept), finite(diagnostics::rhat(&kept)), diagnostics::ess_bulk(&kept), finite(diagnostics::ess_tail(&kept)))
@@ -64,5 +68,7 @@ mod tests {
         let ind = llc(&loss, 1, 10.0, 1.0, true);
         assert_eq!(ind.ess_bulk, 10.0);
         assert!(ind.rhat.is_none());
+        // Two independent replicates with λ̂ 8 and 12: SE = sd(8, 12)/√2 = 2.
+        assert!((ind.se - 2.0).abs() < 1e-12, "{}", ind.se);
     }
 }
