@@ -38,3 +38,14 @@ fn vi_mfa_on_a_regular_model() {
     eprintln!("regular, vi-mfa: λ̂ = {got} ± {}, exact {want}, tuned {}", m["llc"]["se"], m["tuned"]);
     assert!((got - want).abs() < 0.05 * want, "λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
 }
+
+/// A bad value is a one-line error naming the key; nothing is half-written.
+#[test]
+fn vi_mfa_names_a_bad_config_value() {
+    let h = Home::new();
+    let (id, _) = quadratic_target(&h);
+    for (set, key) in [("rank=0", "rank"), ("eval_every=0", "eval_every"), ("lr_warmup_frac=1.5", "lr_warmup_frac")] {
+        let err = h.fails(&["sample", "--target", &id, "--plugin", "vi-mfa", "--set", set]);
+        assert!(err.contains(&format!("`{key}`")), "{set}: {err}");
+    }
+}

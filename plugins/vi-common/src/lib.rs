@@ -112,23 +112,21 @@ vi_config!(
 );
 
 impl OptConfig {
+    /// The first key with an invalid value, named in a fatal error.
     fn check(&self) -> Result<(), SamplerError> {
-        let ok = self.steps > 0
-            && self.batch_size > 0
-            && self.eval_every > 0
-            && self.eval_every <= self.steps
-            && self.eval_samples > 1
-            && self.lr > 0.0
-            && self.clip_global_norm > 0.0
-            && (0.0..1.0).contains(&self.lr_warmup_frac)
-            && (0.0..1.0).contains(&self.whitening_decay);
-        if ok {
-            Ok(())
-        } else {
-            Err(SamplerError::fatal(
-                "need steps ≥ eval_every ≥ 1, batch_size ≥ 1, eval_samples ≥ 2, lr > 0, clip_global_norm > 0, \
-                 0 ≤ lr_warmup_frac < 1 and 0 ≤ whitening_decay < 1",
-            ))
+        let rules = [
+            ("steps", self.steps > 0, "must be ≥ 1"),
+            ("batch_size", self.batch_size > 0, "must be ≥ 1"),
+            ("eval_every", self.eval_every > 0 && self.eval_every <= self.steps, "must be between 1 and steps"),
+            ("eval_samples", self.eval_samples > 1, "must be ≥ 2"),
+            ("lr", self.lr > 0.0 && self.lr.is_finite(), "must be positive"),
+            ("clip_global_norm", self.clip_global_norm > 0.0, "must be positive"),
+            ("lr_warmup_frac", (0.0..1.0).contains(&self.lr_warmup_frac), "must be in [0, 1)"),
+            ("whitening_decay", (0.0..1.0).contains(&self.whitening_decay), "must be in [0, 1)"),
+        ];
+        match rules.iter().find(|r| !r.1) {
+            Some((key, _, why)) => Err(SamplerError::fatal(format!("config key `{key}` {why}"))),
+            None => Ok(()),
         }
     }
 

@@ -353,8 +353,9 @@ fn variance(x: &[f64]) -> f64 {
 }
 
 fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> Result<RunSummary, SamplerError> {
-    if cfg.components == 0 || cfg.rank == 0 || !(cfg.init_scale > 0.0) || !(cfg.cv_fd_step > 0.0) {
-        return Err(SamplerError::fatal("need components ≥ 1, rank ≥ 1, init_scale > 0 and cv_fd_step > 0"));
+    let positive = [("components", cfg.components > 0), ("rank", cfg.rank > 0), ("init_scale", cfg.init_scale > 0.0), ("cv_fd_step", cfg.cv_fd_step > 0.0)];
+    if let Some((key, _)) = positive.iter().find(|p| !p.1) {
+        return Err(SamplerError::fatal(format!("config key `{key}` must be positive")));
     }
     let opt = cfg.opt();
     let (c, n) = (model.n_chains(), model.n_data());
