@@ -44,9 +44,12 @@ pub struct TraceSummary {
 /// The block-bootstrap standard error of pooled λ̂.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bootstrap {
-    pub se: f64,
-    /// Block length b = max(⌈T^{1/3}⌉, ⌈τ⌉) (at most T), τ = C·T / ESS_bulk the
-    /// integrated autocorrelation time of λ̂'s draws; 1 for independent draws.
+    /// Null where no bootstrap applies (see `notes`).
+    pub se: Option<f64>,
+    /// Markov draws: the moving-block length b = max(⌈T^{1/3}⌉, ⌈2τ⌉), τ = C·T /
+    /// ESS_bulk the integrated autocorrelation time of λ̂'s draws; no SE when b
+    /// would exceed T/4 (too few blocks: the bootstrap collapses towards 0).
+    /// Independent draws: T, whole chains are resampled (each is its own fit).
     pub block_len: usize,
     pub replicates: usize,
     pub seed: u64,
@@ -280,20 +283,21 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
     let llc = estimate::llc(&run.loss, m.burn_in, run.n_beta(), m.l0, independent);
     let draws = run.llc_draws();
     let t = llc.draws_used;
-    let block_len = if independent {
-        1
+    let mut notes = Vec::new();
+    let (block_len, boot_se) = if independent {
+        (t, diagnostics::chain_bootstrap_se(&draws, BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED))
     } else {
         let tau = (m.chains * t) as f64 / llc.ess_bulk;
         let cube_root = (t as f64).cbrt().ceil();
-        let b = if tau.is_finite() { cube_root.max(tau.ceil()) } else { cube_root };
-        (b as usize).clamp(1, t)
+        let b = if tau.is_finite() { cube_root.max((2.0 * tau).ceil()) } else { cube_root } as usize;
+        if b > t / 4 {
+            notes.push(format!("no block bootstrap: blocks of {b} draws (2τ, τ = {tau:.1}) leave fewer than 4 per chain of {t}"));
+            (b, f64::NAN)
+        } else {
+            (b, diagnostics::block_bootstrap_se(&draws, b, BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED))
+        }
     };
-    let llc_bootstrap = Bootstrap {
-        se: diagnostics::block_bootstrap_se(&draws, block_len, BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED),
-        block_len,
-        replicates: BOOTSTRAP_REPLICATES,
-        seed: BOOTSTRAP_SEED,
-    };
+    let llc_bootstrap = Bootstrap { se: boot_se.is_finite().then_some(boot_se), block_len, replicates: BOOTSTRAP_REPLICATES, seed: BOOTSTRAP_SEED };
 
     let kept_loss: Vec<Vec<f64>> = run.loss.iter().map(|c| c[m.burn_in..].to_vec()).collect();
     let mut traces = BTreeMap::new();
@@ -332,12 +336,11 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
     };
     let ess_per_grad_eval = (work.grad_evals_fge > 0.0).then(|| llc.ess_bulk / work.grad_evals_fge);
     let ess_per_second = (seconds > 0.0).then(|| llc.ess_bulk / seconds);
-    let mut notes = Vec::new();
     if independent {
-        notes.push("independent draws: R̂, autocorrelation and rank plots are not computed; SE = sd(chain λ̂)/√C (each chain is its own fit) and ESS = N".to_string());
+        notes.insert(0, "independent draws: R̂, autocorrelation and rank plots are not computed; SE = sd(chain λ̂)/√C (each chain is its own fit) and ESS = N".to_string());
     }
     if m.chains < 2 {
-        notes.push("one chain: R̂ and the between-chain band of the convergence plot need at least 2".to_string());
+        notes.push("one chain: R̂ is that of its two halves; the convergence plot's between-chain band and the WNV curve need at least 2".to_string());
     }
     Analysis {
         run_id: m.run_id.clone(),
@@ -410,7 +413,8 @@ mod tests {
         // Two chains, each its own fit: SE = sd(chain λ̂)/√2 = |λ̂₀ − λ̂₁|/2.
         let per_chain: Vec<f64> = Run::load(dir.path()).unwrap().llc_draws().iter().map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
         assert!((a.llc.se - (per_chain[0] - per_chain[1]).abs() / 2.0).abs() < 1e-12 && a.llc.rhat.is_none(), "{}", a.llc.se);
-        assert_eq!(a.llc_bootstrap.block_len, 1);
+        assert_eq!(a.llc_bootstrap.block_len, 40, "whole chains are resampled");
+        assert!(a.llc_bootstrap.se.is_some_and(|se| se > 0.0));
         let e = a.elbo.as_ref().unwrap();
         assert!((e.final_per_chain[0] + 81.0).abs() < 1e-12 && (e.final_per_chain[1] + 80.9).abs() < 1e-12, "{e:?}");
         assert!((a.wnv.grad_evals.unwrap() - a.llc.se.powi(2) * 8.0).abs() < 1e-15);

@@ -209,6 +209,22 @@ pub fn block_bootstrap_se(x: &[Vec<f64>], block: usize, replicates: usize, seed:
     var_ddof1(&means).sqrt()
 }
 
+/// Standard error of the mean of the chains' means by resampling whole chains
+/// (C draws with replacement): for chains that are independent replicates,
+/// such as variational fits, where the spread between chains is the
+/// uncertainty. NaN with fewer than two chains. Deterministic for a given `seed`.
+pub fn chain_bootstrap_se(x: &[Vec<f64>], replicates: usize, seed: u64) -> f64 {
+    use rand::RngExt;
+    if x.len() < 2 || replicates < 2 {
+        return f64::NAN;
+    }
+    let chain_means: Vec<f64> = x.iter().map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
+    let mut rng = crate::rng::stream(seed, 0);
+    let means: Vec<f64> =
+        (0..replicates).map(|_| (0..x.len()).map(|_| chain_means[rng.random_range(0..x.len())]).sum::<f64>() / x.len() as f64).collect();
+    var_ddof1(&means).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +304,10 @@ mod tests {
         let (short, long) = (block_bootstrap_se(&x, 1, 1000, 7), block_bootstrap_se(&x, 20, 1000, 7));
         let mcse = mcse_mean(&x);
         assert!(long > 1.5 * short && (long / mcse - 1.0).abs() < 0.35, "{short} {long} {mcse}");
+        // Independent replicates with means 8 and 12: the plug-in SE is √(4/2) (1000 replicates: ±6 %).
+        let reps = vec![vec![7.0, 9.0], vec![11.0, 13.0]];
+        let se = chain_bootstrap_se(&reps, 1000, 3);
+        assert!((se / 2f64.sqrt() - 1.0).abs() < 0.06, "{se}");
+        assert!(chain_bootstrap_se(&reps[..1], 1000, 3).is_nan(), "one chain has no between-chain spread");
     }
 }

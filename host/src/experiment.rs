@@ -73,7 +73,7 @@ pub struct Row {
     pub draws_used: usize,
     pub llc: f64,
     pub se: f64,
-    pub se_bootstrap: f64,
+    pub se_bootstrap: Option<f64>,
     pub rhat: Option<f64>,
     pub ess_bulk: f64,
     pub ess_per_second: Option<f64>,

@@ -307,10 +307,10 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 
 fn print_analysis(path: &std::path::Path, a: &analysis::Analysis) {
     println!(
-        "λ̂ = {:.4} ± {:.4} (block bootstrap ± {:.4}, b = {})  ({} chains × {} draws after burn-in {})",
+        "λ̂ = {:.4} ± {:.4} (bootstrap ± {}, b = {})  ({} chains × {} draws after burn-in {})",
         a.llc.mean,
         a.llc.se,
-        a.llc_bootstrap.se,
+        fmt_opt(a.llc_bootstrap.se, 4),
         a.llc_bootstrap.block_len,
         a.chains,
         a.draws - a.burn_in,
@@ -433,12 +433,12 @@ fn compare(store: &Store, exp: &str) -> Result<()> {
     for r in &c.rows {
         let sci = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3e}"));
         println!(
-            "{:<18} {:<10} {:>4} {:>22} {:>9.4} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
+            "{:<18} {:<10} {:>4} {:>22} {:>9} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
             r.target_id,
             r.plugin,
             r.runs,
             format!("{:.4} ± {:.4}", r.llc, r.se),
-            r.se_bootstrap,
+            fmt_opt(r.se_bootstrap, 4),
             fmt_opt(r.rhat, 4),
             r.ess_bulk,
             fmt_opt(r.ess_per_second, 1),
