@@ -263,7 +263,7 @@ fn wnv(run: &Run, llc: &[Vec<f64>], a: &Analysis, who: &str) -> std::result::Res
                 (w, sd * sd / c_n * w)
             })
             .collect();
-        let mut c = Chart::new(format!("{who}: work-normalised variance"), x_desc, "WNV = Var(LLC estimate) × work (log scale)");
+        let mut c = Chart::new(format!("{who}: work-normalised variance"), x_desc, "Var_chains(running LLC)/C × work (log scale)");
         c.log_y = true;
         c.series.push(Series::new("Var_chains(running LLC)/C × work", curve, plots::color(i), Mark::Line(2)));
         c
