@@ -19,10 +19,7 @@ pub fn experiment_dir(store: &Store, exp: &str) -> Result<PathBuf> {
     let root = store.home.join("experiments");
     let dir = root.join(exp);
     if exp.is_empty() || exp.contains(['/', '\\']) || !dir.is_dir() {
-        let mut known: Vec<String> = std::fs::read_dir(&root)
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
-        known.sort();
+        let known = crate::store::entry_names(&root).unwrap_or_default();
         let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
         return Err(Error::invalid(format!("no experiment `{exp}` in {} (experiments: {known})", root.display())));
     }
@@ -39,16 +36,7 @@ struct PluginOnly {
 /// kept (diagnosing it reports why) unless a plugin filter is given.
 pub fn run_dirs(store: &Store, exp: &str, samplers: &[String]) -> Result<Vec<PathBuf>> {
     let runs = experiment_dir(store, exp)?.join("runs");
-    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&runs) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
-            .map(|e| e.path())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(&runs, e)),
-    };
-    dirs.sort();
+    let mut dirs: Vec<PathBuf> = crate::store::entry_names(&runs)?.into_iter().map(|n| runs.join(n)).filter(|p| p.is_dir()).collect();
     if !samplers.is_empty() {
         dirs.retain(|d| {
             crate::store::read_json::<PluginOnly>(&d.join("manifest.json")).is_ok_and(|m| samplers.contains(&m.plugin.name))

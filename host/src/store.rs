@@ -153,15 +153,7 @@ impl Store {
 
     /// The hashes of every object in the store, sorted.
     pub fn object_hashes(&self) -> Result<Vec<String>> {
-        let dir = self.objects();
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        let mut v: Vec<String> = rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
-        v.sort();
-        Ok(v)
+        entry_names(&self.objects())
     }
 
     /// Links `experiments/<exp>/<kind>/<name>` to object `hash` (atomically replaced).
@@ -180,6 +172,19 @@ impl Store {
         std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
         Ok(link)
     }
+}
+
+/// The names in folder `dir`, sorted, without hidden ones (temporary files
+/// start with `.`); none when the folder does not exist.
+pub fn entry_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut v: Vec<String> = rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect();
+    v.sort();
+    Ok(v)
 }
 
 #[cfg(unix)]

@@ -38,12 +38,7 @@ pub struct Report {
 /// The ids of the targets linked into experiment `exp`, sorted.
 pub fn experiment_targets(store: &Store, exp: &str) -> Result<Vec<String>> {
     let dir = crate::experiment::experiment_dir(store, exp)?.join("targets");
-    let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
-    ids.sort();
+    let ids = crate::store::entry_names(&dir)?;
     if ids.is_empty() {
         return Err(Error::invalid(format!("experiment `{exp}` has no targets in {}", dir.display())));
     }
