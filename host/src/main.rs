@@ -301,8 +301,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `v` with `digits` decimals, or `-` when it does not apply.
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// `v` in scientific notation with `digits` decimals, or `-`.
+fn fmt_sci(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.digits$e}"))
 }
 
 fn print_analysis(path: &std::path::Path, a: &analysis::Analysis) {
@@ -380,7 +386,7 @@ fn print_target_report(r: &target_diagnostics::Report) {
         "{}: student vs teacher MSE train {:.4e}, test {}; wrote {} in {}",
         r.target_id,
         r.mse_vs_teacher_train,
-        r.mse_vs_teacher_test.map_or("-".to_string(), |m| format!("{m:.4e}")),
+        fmt_sci(r.mse_vs_teacher_test, 4),
         r.plots.join(", "),
         r.dir.display()
     );
@@ -431,7 +437,6 @@ fn compare(store: &Store, exp: &str) -> Result<()> {
         "target", "plugin", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
     );
     for r in &c.rows {
-        let sci = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3e}"));
         println!(
             "{:<18} {:<10} {:>4} {:>22} {:>9} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
             r.target_id,
@@ -442,8 +447,8 @@ fn compare(store: &Store, exp: &str) -> Result<()> {
             fmt_opt(r.rhat, 4),
             r.ess_bulk,
             fmt_opt(r.ess_per_second, 1),
-            sci(r.wnv_grad_evals),
-            sci(r.wnv_seconds)
+            fmt_sci(r.wnv_grad_evals, 3),
+            fmt_sci(r.wnv_seconds, 3)
         );
     }
     println!("wrote {} and {}", dir.join("compare.csv").display(), dir.join("compare.png").display());
