@@ -280,3 +280,22 @@ fn wnv(run: &Run, llc: &[Vec<f64>], a: &Analysis, who: &str) -> std::result::Res
     }
     Ok(panels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One divergent transition's energy must not set the histogram's axis.
+    #[test]
+    fn histograms_ignore_extreme_outliers() {
+        let mut v: Vec<f64> = (0..999).map(|i| i as f64 / 998.0).collect();
+        v.push(1e14);
+        let (lo, hi) = robust_range(&v);
+        assert!(lo >= 0.0 && hi <= 1.0, "{lo} {hi}");
+        assert!(outside(&v, lo, hi).starts_with(", ") && outside(&v, lo, hi).ends_with(" outside the axis"));
+        assert_eq!(outside(&v[..999], 0.0, 1.0), "", "nothing outside, nothing said");
+        assert_eq!(robust_range(&[2.0, 2.0]), (1.5, 2.5), "a single value gets a unit-wide axis");
+        let counts = bin(&v, lo, hi, 10);
+        assert_eq!(counts.iter().map(|c| c.1).sum::<f64>() as usize, v.iter().filter(|x| (lo..=hi).contains(*x)).count());
+    }
+}
