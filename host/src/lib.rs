@@ -1,26 +1,26 @@
-//! Lambda-Hat host library: configs, data, the MLP and its backends,
-//! training, the artifact store and LLC tooling. The `lh-host` binary is a
+//! Lambda-Hat host library: the whole chain from a config to an LLC estimate,
+//! one folder per stage, in the order data flows:
+//!
+//! - [`config`]: RON schema, presets, experiment files, plugin configs;
+//! - [`target`] (Stage A): data, training to w*, import, the DLN truth;
+//! - [`sample`] (Stage B): the posterior, plugins, recording, the run manifest;
+//! - [`diagnose`] (Stage C): per-run analysis and figures, `compare`;
+//! - [`workflow`] (Stage D): [`workflow::pipeline::run_job`], where the chain runs;
+//!
+//! over the shared leaves [`model`], [`backend`], [`estimate`], [`store`],
+//! [`plots`], [`progress`], [`rng`] and [`error`]. The `lh-host` binary is a
 //! thin CLI over it.
 
-pub mod error;
-pub mod config;
-pub mod model;
-pub mod rng;
-pub mod data;
 pub mod backend;
-pub mod npz;
-pub mod store;
-pub mod train;
-pub mod target;
-pub mod truth;
-pub mod bench;
-pub mod diagnostics;
+pub mod config;
+pub mod diagnose;
+pub mod error;
 pub mod estimate;
-pub mod posterior;
-pub mod plugins;
-pub mod sample;
+pub mod model;
 pub mod plots;
-pub mod analysis;
-pub mod run_plots;
-pub mod experiment;
-pub mod target_diagnostics;
+pub mod progress;
+pub mod rng;
+pub mod sample;
+pub mod store;
+pub mod target;
+pub mod workflow;

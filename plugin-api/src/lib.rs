@@ -176,23 +176,12 @@ pub trait Model {
     /// Full batch: writes log π(θ_c) to `logp[c]`, ∇log π(θ_c) to `grads[c·D..]`
     /// and L_n(θ_c) to `loss[c]`. A non-finite value is a recoverable error
     /// naming the chain; the outputs are still written.
-    fn logdensity_and_grad(
-        &mut self,
-        positions: RSlice<'_, f64>,
-        grads: RSliceMut<'_, f64>,
-        logp: RSliceMut<'_, f64>,
-        loss: RSliceMut<'_, f64>,
-    ) -> SResult<()>;
+    fn logdensity_and_grad(&mut self, positions: RSlice<'_, f64>, grads: RSliceMut<'_, f64>, logp: RSliceMut<'_, f64>, loss: RSliceMut<'_, f64>)
+        -> SResult<()>;
     /// Minibatch: the gradient of the unbiased estimate
     /// −nβ·L_B(θ) − (γ/2)‖θ − θ*‖² over the rows `rows` (shared by all chains),
     /// and L_B(θ_c) in `loss[c]`.
-    fn minibatch_grad(
-        &mut self,
-        positions: RSlice<'_, f64>,
-        rows: RSlice<'_, u32>,
-        grads: RSliceMut<'_, f64>,
-        loss: RSliceMut<'_, f64>,
-    ) -> SResult<()>;
+    fn minibatch_grad(&mut self, positions: RSlice<'_, f64>, rows: RSlice<'_, u32>, grads: RSliceMut<'_, f64>, loss: RSliceMut<'_, f64>) -> SResult<()>;
     /// Full-batch L_n(θ_c) only (cheaper: no backward pass).
     #[sabi(last_prefix_field)]
     fn loss(&mut self, positions: RSlice<'_, f64>, loss: RSliceMut<'_, f64>) -> SResult<()>;
@@ -268,12 +257,7 @@ macro_rules! export_sampler {
         pub fn get_root_module() -> $crate::SamplerModRef {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
             extern "C" fn new_sampler() -> $crate::SResult<$crate::SamplerBox> {
-                $crate::guard(|| {
-                    Ok($crate::Sampler_TO::from_value(
-                        <$ty as ::std::default::Default>::default(),
-                        $crate::abi_stable::sabi_trait::TD_Opaque,
-                    ))
-                })
+                $crate::guard(|| Ok($crate::Sampler_TO::from_value(<$ty as ::std::default::Default>::default(), $crate::abi_stable::sabi_trait::TD_Opaque)))
             }
             $crate::SamplerMod { new: new_sampler }.leak_into_prefix()
         }
@@ -365,10 +349,7 @@ pub fn chain_rngs(seed: u64, chains: usize) -> Vec<ChainRng> {
 
 /// The usual body of [`Sampler::run`]: parses the config into `C` (unknown
 /// keys are errors) and calls `f` with it, panic-guarded.
-pub fn run_with_config<C: serde::de::DeserializeOwned>(
-    config: RStr<'_>,
-    f: impl FnOnce(C) -> Result<RunSummary, SamplerError>,
-) -> SResult<RunSummary> {
+pub fn run_with_config<C: serde::de::DeserializeOwned>(config: RStr<'_>, f: impl FnOnce(C) -> Result<RunSummary, SamplerError>) -> SResult<RunSummary> {
     guard(|| f(parse_config(config.as_str())?))
 }
 

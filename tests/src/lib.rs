@@ -212,7 +212,7 @@ pub fn regular_target(h: &Home) -> (String, f64) {
         overrides: (training: (precision: f64, lr: 0.01, steps: 5000)))])"#;
     let id = first_token(&h.ok(&["build", "--config", &h.write("r.ron", exp)]));
     let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).expect("the target's object");
-    let (_, x) = lh_host::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
+    let (_, x) = lh_host::store::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
     let (n, k) = (3000usize, 7usize);
     let nb = n as f64 / (n as f64).ln();
     let mut a = vec![0.0; k * k];

@@ -68,8 +68,21 @@ fn sgld_on_the_quadratic_oracle() {
     let (id, want) = quadratic_target(&h);
     for (precond, step, tol) in [("none", "2e-4", 0.05), ("rmsprop", "1.5e-5", 0.05), ("adam", "1.5e-5", 0.20)] {
         let out = h.ok(&[
-            "sample", "--target", &id, "--plugin", "sgld", "--seed", "5", "--set", &format!("precond={precond}"), "--set", &format!("step_size={step}"),
-            "--set", "batch_size=32", "--set", "steps=20000",
+            "sample",
+            "--target",
+            &id,
+            "--plugin",
+            "sgld",
+            "--seed",
+            "5",
+            "--set",
+            &format!("precond={precond}"),
+            "--set",
+            &format!("step_size={step}"),
+            "--set",
+            "batch_size=32",
+            "--set",
+            "steps=20000",
         ]);
         let m = manifest(&out);
         let got = m["llc"]["mean"].as_f64().unwrap();

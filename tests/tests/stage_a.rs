@@ -1,7 +1,7 @@
 //! Stage A end to end: build, store, import, truth and every bad input, all
 //! through the real `lh-host` binary.
 
-use lh_host::npz::{to_bytes, Array};
+use lh_host::store::npz::{to_bytes, Array};
 use lh_tests::{tiny_experiment, Home};
 
 fn first_token(s: &str) -> String {
@@ -225,8 +225,7 @@ fn import_a_network_trained_elsewhere() {
 #[test]
 fn truth_reproduces_the_reference_values() {
     let h = Home::new();
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lh_tests::repo().join("tests/data/reference_vectors.json")).unwrap()).unwrap();
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(lh_tests::repo().join("tests/data/reference_vectors.json")).unwrap()).unwrap();
     for c in refs["dln"].as_array().unwrap() {
         let mut sizes = vec![c["input_dim"].as_u64().unwrap()];
         sizes.extend(c["widths_incl_output"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()));
@@ -246,7 +245,7 @@ fn truth_reproduces_the_reference_values() {
         overrides: (teacher: deep_linear(widths: [7, 5], rank: 1), training: (steps: 200)))])"#;
     let id = first_token(&h.ok(&["build", "--config", &h.write("e.ron", exp)]));
     let got: f64 = h.ok(&["truth", "--target", &id]).trim().parse().unwrap();
-    assert_eq!(got, lh_host::truth::dln_learning_coefficient(&[4, 7, 5, 3], 1).unwrap());
+    assert_eq!(got, lh_host::target::truth::dln_learning_coefficient(&[4, 7, 5, 3], 1).unwrap());
     // A ReLU target has no analytic value.
     let relu = first_token(&h.ok(&["build", "--config", &h.write("r.ron", &tiny_experiment(1, ""))]));
     let err = h.fails(&["truth", "--target", &relu]);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lh_host::npz::Npz;
+use lh_host::store::npz::Npz;
 use lh_tests::{example_plugin, tiny_experiment, Home};
 
 fn first_token(s: &str) -> String {
@@ -28,9 +28,8 @@ fn sample_with_the_example_plugin_writes_traces_and_manifest() {
     let h = Home::new();
     let lib = example_plugin();
     let id = build_tiny(&h);
-    let out = h.ok(&[
-        "sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--chains", "3", "--seed", "9", "--set", "draws=300", "--set", "burn_in=100",
-    ]);
+    let out =
+        h.ok(&["sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--chains", "3", "--seed", "9", "--set", "draws=300", "--set", "burn_in=100"]);
     let dir = run_dir(&out);
     assert!(dir.starts_with(h.path().join("artifacts/experiments/dev/runs")), "{}", dir.display());
     let m = manifest(&dir);
@@ -65,9 +64,8 @@ fn sample_with_the_example_plugin_writes_traces_and_manifest() {
     assert!(out.contains("λ̂ = "), "{out}");
 
     // The same seed gives the same draws.
-    let again = h.ok(&[
-        "sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--chains", "3", "--seed", "9", "--set", "draws=300", "--set", "burn_in=100",
-    ]);
+    let again =
+        h.ok(&["sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--chains", "3", "--seed", "9", "--set", "draws=300", "--set", "burn_in=100"]);
     assert_eq!(Npz::open(&run_dir(&again).join("traces.npz")).unwrap().f64("loss").unwrap().1, loss);
 }
 
@@ -78,8 +76,21 @@ fn quadratic_oracle_with_the_example_plugin() {
     let exp = r#"(name: "quad", targets: [(quadratic: (dim: 5, n: 1000), overrides: (posterior: (gamma: 50.0)))])"#;
     let id = first_token(&h.ok(&["build", "--config", &h.write("q.ron", exp)]));
     let out = h.ok(&[
-        "sample", "--target", &id, "--plugin", lib.to_str().unwrap(), "--chains", "4", "--seed", "3",
-        "--set", "draws=3000", "--set", "burn_in=500", "--set", "thin=3",
+        "sample",
+        "--target",
+        &id,
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--chains",
+        "4",
+        "--seed",
+        "3",
+        "--set",
+        "draws=3000",
+        "--set",
+        "burn_in=500",
+        "--set",
+        "thin=3",
     ]);
     let m = manifest(&run_dir(&out));
     let nb = 1000.0 / 1000f64.ln();
@@ -202,10 +213,7 @@ fn plugin_failures_keep_what_was_recorded() {
 
     // Failed runs keep their partial traces too.
     let runs = h.path().join("artifacts/experiments/dev/runs");
-    let statuses: Vec<String> = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| manifest(&e.unwrap().path())["status"].as_str().unwrap().to_string())
-        .collect();
+    let statuses: Vec<String> = std::fs::read_dir(&runs).unwrap().map(|e| manifest(&e.unwrap().path())["status"].as_str().unwrap().to_string()).collect();
     assert_eq!(statuses.iter().filter(|s| *s == "failed").count(), 3, "{statuses:?}");
 }
 

@@ -20,7 +20,21 @@ fn vi_mfa_on_the_quadratic_oracle() {
     assert_eq!(m["draws"], 46);
     assert!(m["llc"]["rhat"].is_null(), "no R̂ for independent draws");
     // The RMSProp whitening pre-pass changes the coordinates q lives in, not the answer.
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "vi-mfa", "--seed", "1", "--set", "steps=1500", "--set", "eval_samples=16", "--set", "whitening=rmsprop"]);
+    let out = h.ok(&[
+        "sample",
+        "--target",
+        &id,
+        "--plugin",
+        "vi-mfa",
+        "--seed",
+        "1",
+        "--set",
+        "steps=1500",
+        "--set",
+        "eval_samples=16",
+        "--set",
+        "whitening=rmsprop",
+    ]);
     let got = manifest(&out)["llc"]["mean"].as_f64().unwrap();
     assert!((got - want).abs() < 0.05 * want, "whitened: λ̂ = {got}, exact {want}");
 }

@@ -7,12 +7,10 @@
 //! one per thread, and the per-thread gradients are summed in thread order, so
 //! results are deterministic for a given thread count.
 
-use std::ops::{Add, AddAssign, Mul, Sub};
-
-use super::{check_shapes, Backend, BackendInfo, Batch, Dataset};
-use crate::config::{LossKind, Precision};
+use super::interface::{check_model_data, check_shapes, Backend, BackendInfo, Batch, Dataset};
 use crate::error::Result;
-use crate::model::{Activation, LayerLayout, MlpSpec};
+use crate::model::{Activation, LayerLayout, MlpSpec, Real};
+use crate::model::{LossKind, Precision};
 
 /// Rows per cache tile.
 pub const TILE: usize = 256;
@@ -21,78 +19,8 @@ pub const TILE: usize = 256;
 /// (spawning costs more than it saves).
 const PARALLEL_MIN_MACS: usize = 1 << 18;
 
-/// The arithmetic the backend is generic over (f32 and f64).
-pub trait Real:
-    Copy + Send + Sync + Default + PartialOrd + 'static + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
-{
-    const PRECISION: Precision;
-    const ZERO: Self;
-    const ONE: Self;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-    /// The activation at z.
-    fn act(a: Activation, z: Self) -> Self;
-    /// The activation's derivative, given z and act(z).
-    fn act_deriv(a: Activation, z: Self, h: Self) -> Self;
-}
-
-macro_rules! impl_real {
-    ($t:ty, $p:expr, $erf:path) => {
-        impl Real for $t {
-            const PRECISION: Precision = $p;
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            #[inline]
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            #[inline]
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            #[inline]
-            fn act(a: Activation, z: Self) -> Self {
-                match a {
-                    Activation::Relu => z.max(0.0),
-                    Activation::Tanh => z.tanh(),
-                    Activation::Gelu => 0.5 * z * (1.0 + $erf(z * std::f64::consts::FRAC_1_SQRT_2 as $t)),
-                    Activation::Identity => z,
-                }
-            }
-            #[inline]
-            fn act_deriv(a: Activation, z: Self, h: Self) -> Self {
-                match a {
-                    Activation::Relu => {
-                        if z > 0.0 {
-                            1.0
-                        } else {
-                            0.0
-                        }
-                    }
-                    Activation::Tanh => 1.0 - h * h,
-                    Activation::Gelu => {
-                        let cdf = 0.5 * (1.0 + $erf(z * std::f64::consts::FRAC_1_SQRT_2 as $t));
-                        let pdf = (-0.5 * z * z).exp() * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as $t;
-                        cdf + z * pdf
-                    }
-                    Activation::Identity => 1.0,
-                }
-            }
-        }
-    };
-}
-impl_real!(f32, Precision::F32, libm::erff);
-impl_real!(f64, Precision::F64, libm::erf);
-
 /// Builds the CPU backend in the requested precision.
-pub fn new_backend(
-    spec: &MlpSpec,
-    data: &Dataset,
-    loss: LossKind,
-    chains: usize,
-    precision: Precision,
-    threads: usize,
-) -> Result<Box<dyn Backend>> {
+pub fn new_backend(spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
     Ok(match precision {
         Precision::F32 => Box::new(CpuBackend::<f32>::new(spec, data, loss, chains, threads)?),
         Precision::F64 => Box::new(CpuBackend::<f64>::new(spec, data, loss, chains, threads)?),
@@ -153,7 +81,7 @@ pub struct CpuBackend<T> {
 impl<T: Real> CpuBackend<T> {
     /// A backend over `data` for `chains` chains using up to `threads` threads.
     pub fn new(spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, threads: usize) -> Result<Self> {
-        super::check_model_data(spec, data, chains)?;
+        check_model_data(spec, data, chains)?;
         let layout = spec.layout();
         let dim = spec.n_params();
         let max_w = spec.sizes().into_iter().max().unwrap_or(1);
@@ -244,17 +172,8 @@ impl<T: Real> Backend for CpuBackend<T> {
                 let r1 = (r0 + TILE).min(rows);
                 let theta = &params[chain * dim..(chain + 1) * dim];
                 let g = if want_grad { Some(&mut w.grad[chain * dim..(chain + 1) * dim]) } else { None };
-                let sse = net.tile(
-                    &mut w.z,
-                    &mut w.h,
-                    &mut w.delta,
-                    &mut w.delta_prev,
-                    theta,
-                    &x[r0 * d_in..r1 * d_in],
-                    &y[r0 * d_out..r1 * d_out],
-                    r1 - r0,
-                    g,
-                );
+                let sse =
+                    net.tile(&mut w.z, &mut w.h, &mut w.delta, &mut w.delta_prev, theta, &x[r0 * d_in..r1 * d_in], &y[r0 * d_out..r1 * d_out], r1 - r0, g);
                 w.sse[chain] += sse;
             }
         };

@@ -2,9 +2,9 @@
 //! sampler (λ̂ = D·nβ / (2(nβ + γ))). There is no data; a minibatch gives the
 //! same value as the full batch.
 
-use super::{check_shapes, Backend, BackendInfo, Batch};
-use crate::config::Precision;
+use super::interface::{check_shapes, Backend, BackendInfo, Batch};
 use crate::error::Result;
+use crate::model::Precision;
 
 /// Evaluates ½‖θ − θ*‖² and θ − θ* for C chains, in f64.
 pub struct QuadraticBackend {

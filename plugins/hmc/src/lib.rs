@@ -201,12 +201,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
                 inv_mass[k * d..(k + 1) * d].copy_from_slice(&adapt[k].inverse_mass);
             }
         }
-        let stats = [
-            Stat::new("acceptance_rate", &acc),
-            Stat::new("step_size", &eps_used),
-            Stat::new("energy", &energy),
-            Stat::new("is_divergent", &divergent),
-        ];
+        let stats =
+            [Stat::new("acceptance_rate", &acc), Stat::new("step_size", &eps_used), Stat::new("energy", &energy), Stat::new("is_divergent", &divergent)];
         sink.record(t, state.loss.as_slice().into(), stats.as_slice().into()).into_result()?;
         sink.progress(t + 1, total);
         if sink.should_stop() {
@@ -233,8 +229,7 @@ mod tests {
         // reference_vectors.json: 5 steps of ε = 0.2, identity mass, on
         // log p = −½ Σ x²/[1, 4, 9].
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors.json")).unwrap()).unwrap();
         let r = &r["velocity_verlet_5steps_eps0.2_identity_mass"];
         let v = |k: &str| r[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
         let var = [1.0, 4.0, 9.0];

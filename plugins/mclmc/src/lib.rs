@@ -108,9 +108,8 @@ impl Run<'_, '_> {
         let rngs = &mut self.rngs;
         partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| StandardNormal.sample(&mut rngs[k]));
         let model = &mut self.model;
-        let kinetic = mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| {
-            Self::eval(model, x, g, lp, l)
-        })?;
+        let kinetic =
+            mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| Self::eval(model, x, g, lp, l))?;
         let rngs = &mut self.rngs;
         partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| StandardNormal.sample(&mut rngs[k]));
         let mut info = StepInfo { energy_change: vec![0.0; c], ok: vec![true; c] };

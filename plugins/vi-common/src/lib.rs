@@ -308,8 +308,7 @@ pub fn run<F: Family>(
             let draw = step / cfg.eval_every;
             let elbo: Vec<f64> = elbo_sum.iter().map(|e| e / cfg.eval_every as f64).collect();
             elbo_sum.fill(0.0);
-            sink.record(draw, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into())
-                .into_result()?;
+            sink.record(draw, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into()).into_result()?;
             sink.progress(draw + 1, records);
             if sink.should_stop() {
                 return Ok(Fit { phis, elbo });
@@ -329,8 +328,7 @@ pub fn run<F: Family>(
             final_elbo[k] += elbo[k] / cfg.eval_samples as f64;
         }
         evaluation.adjust(model, &phis, &theta, &mut loss)?;
-        sink.record(records + s, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into())
-            .into_result()?;
+        sink.record(records + s, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into()).into_result()?;
         if sink.should_stop() {
             break;
         }
@@ -350,12 +348,13 @@ pub fn hvp(model: &mut ModelMut<'_>, dirs: &[f64], h: f64) -> Result<Vec<f64>, S
     let mut grads = [vec![0.0; c * d], vec![0.0; c * d]];
     let (mut logp, mut loss) = (vec![0.0; c], vec![0.0; c]);
     for (sign, g) in [1.0, -1.0].into_iter().zip(grads.iter_mut()) {
-        let pos: Vec<f64> = (0..c * d).map(|i| {
-            let (k, j) = (i / d, i % d);
-            center[j] + if norms[k] > 0.0 { sign * h * dirs[i] / norms[k] } else { 0.0 }
-        }).collect();
-        model.logdensity_and_grad(pos.as_slice().into(), g.as_mut_slice().into(), logp.as_mut_slice().into(), loss.as_mut_slice().into())
-            .into_result()?;
+        let pos: Vec<f64> = (0..c * d)
+            .map(|i| {
+                let (k, j) = (i / d, i % d);
+                center[j] + if norms[k] > 0.0 { sign * h * dirs[i] / norms[k] } else { 0.0 }
+            })
+            .collect();
+        model.logdensity_and_grad(pos.as_slice().into(), g.as_mut_slice().into(), logp.as_mut_slice().into(), loss.as_mut_slice().into()).into_result()?;
         // ∇L = −(∇log π + γ(θ − θ*))/nβ.
         for i in 0..c * d {
             g[i] = -(g[i] + gamma * (pos[i] - center[i % d])) / n_beta;

@@ -206,9 +206,7 @@ fn flow_backprop_matches_finite_differences() {
         let mut grad = vec![0.0; flow.n_params()];
         flow.backward(&phi, &tape, &w, 0.7, &mut grad);
         assert_gradient(objective, &phi, &grad, 1e-5, 1e-6);
-        let blocks = [0..d, d..2 * d].into_iter().chain(
-            flow.couplings.iter().flat_map(|c| c.mlp.iter().flat_map(|l| [l.w..l.b, l.b..l.b + l.n_out])),
-        );
+        let blocks = [0..d, d..2 * d].into_iter().chain(flow.couplings.iter().flat_map(|c| c.mlp.iter().flat_map(|l| [l.w..l.b, l.b..l.b + l.n_out])));
         for block in blocks.filter(|b| !b.is_empty()) {
             assert!(grad[block.clone()].iter().any(|g| g.abs() > 1e-8), "d = {d}: block {block:?} has no gradient");
         }
@@ -271,10 +269,7 @@ fn log_q_matches_a_brute_force_density() {
             }
         }
         orthonormalise(&mut full, dim, dim);
-        let lift = |x: &[f64]| FlowDraw {
-            u: x[..d].to_vec(),
-            perp: (0..dim).map(|i| (d..dim).map(|j| full[i * dim + j] * x[j]).sum()).collect(),
-        };
+        let lift = |x: &[f64]| FlowDraw { u: x[..d].to_vec(), perp: (0..dim).map(|i| (d..dim).map(|j| full[i * dim + j] * x[j]).sum()).collect() };
         let map = |x: &[f64]| {
             let mut theta = vec![0.0; dim];
             fam.transform(&phi, &lift(x), &mut theta, &mut FlowTape::default());

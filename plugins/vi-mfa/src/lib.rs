@@ -227,7 +227,13 @@ impl Family for Mfa {
         let pi = self.weights(phi);
         let u: f64 = rng.random();
         let mut acc = 0.0;
-        draw.component = pi.iter().position(|p| { acc += p; u < acc }).unwrap_or(self.components - 1);
+        draw.component = pi
+            .iter()
+            .position(|p| {
+                acc += p;
+                u < acc
+            })
+            .unwrap_or(self.components - 1);
         draw.z.resize(r, 0.0);
         vi::normals(rng, &mut draw.z);
         draw.x.resize(dim, 0.0);
@@ -308,11 +314,14 @@ impl ControlVariate<'_> {
         let mut half = vec![0.0; phis.len()];
         for m in 0..mfa.components {
             for j in 0..mfa.rank {
-                let dirs: Vec<f64> = phis.iter().flat_map(|phi| {
-                    let diag = mfa.diag(phi);
-                    let a = &phi[mfa.a_offset(m)..];
-                    (0..d).map(move |i| mfa.scales[i] * diag[i] * a[i * mfa.rank + j]).collect::<Vec<_>>()
-                }).collect();
+                let dirs: Vec<f64> = phis
+                    .iter()
+                    .flat_map(|phi| {
+                        let diag = mfa.diag(phi);
+                        let a = &phi[mfa.a_offset(m)..];
+                        (0..d).map(move |i| mfa.scales[i] * diag[i] * a[i * mfa.rank + j]).collect::<Vec<_>>()
+                    })
+                    .collect();
                 let q = quad_forms(&dirs, &vi::hvp(model, &dirs, self.h)?, d);
                 for (k, phi) in phis.iter().enumerate() {
                     half[k] += 0.5 * mfa.weights(phi)[m] * q[k];
@@ -331,10 +340,14 @@ impl Evaluation for ControlVariate<'_> {
         }
         let v: Vec<f64> = theta.chunks(d).flat_map(|t| t.iter().zip(&self.mfa.center).map(|(a, b)| a - b)).collect();
         let q_s = quad_forms(&v, &vi::hvp(model, &v, self.h)?, d);
-        let probes: Vec<f64> = phis.iter().zip(self.rngs.iter_mut()).flat_map(|(phi, rng)| {
-            let diag = self.mfa.diag(phi);
-            (0..d).map(|i| if rng.random::<bool>() { 1.0 } else { -1.0 } * self.mfa.scales[i] * diag[i]).collect::<Vec<_>>()
-        }).collect();
+        let probes: Vec<f64> = phis
+            .iter()
+            .zip(self.rngs.iter_mut())
+            .flat_map(|(phi, rng)| {
+                let diag = self.mfa.diag(phi);
+                (0..d).map(|i| if rng.random::<bool>() { 1.0 } else { -1.0 } * self.mfa.scales[i] * diag[i]).collect::<Vec<_>>()
+            })
+            .collect();
         let q_u = quad_forms(&probes, &vi::hvp(model, &probes, self.h)?, d);
         let low_rank = self.low_rank_half_trace.as_ref().expect("computed above");
         for k in 0..loss.len() {
@@ -366,14 +379,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     // d starts at init_scale/√(nβ + γ) in θ units, i.e. divided by the mean whitening scale.
     let mean_scale = scales.iter().sum::<f64>() / scales.len() as f64;
     let d0 = cfg.init_scale / (n_beta + model.gamma()).sqrt() / mean_scale;
-    let mfa = Mfa {
-        dim: model.dim(),
-        components: cfg.components,
-        rank: cfg.rank,
-        scales,
-        rho0: d0.exp_m1().ln(),
-        center: model.center().to_vec(),
-    };
+    let mfa = Mfa { dim: model.dim(), components: cfg.components, rank: cfg.rank, scales, rho0: d0.exp_m1().ln(), center: model.center().to_vec() };
     let mut rngs = chain_rngs(seed, c);
     let mut summary = RunSummary::default();
     let fit = if cfg.control_variate {

@@ -1,0 +1,51 @@
+//! `lh-host compare`: the ablation table of an experiment, and its files.
+
+use anyhow::{bail, Result};
+use lh_host::diagnose::compare;
+use lh_host::store::Store;
+
+use super::exit::Exit;
+use super::format::{fmt_opt, fmt_sci};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    experiment: String,
+}
+
+pub fn exec(store: &Store, a: Args) -> Result<Exit> {
+    let exp = &a.experiment;
+    let c = compare::compare(store, exp)?;
+    for (dir, e) in &c.failed {
+        println!("skipped {}: {e}", dir.display());
+    }
+    if c.rows.is_empty() {
+        bail!("experiment `{exp}` has no run that can be analysed");
+    }
+    // Files first, so that a closed stdout cannot leave them unwritten.
+    let dir = store.existing_experiment_dir(exp)?;
+    compare::write_csv(&c.rows, &dir.join("compare.csv"))?;
+    compare::plot(&c.rows, exp, &dir.join("compare.png"))?;
+    println!(
+        // λ̂ and R̂ carry a combining mark: one char more than they display.
+        "{:<18} {:<10} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
+        "target", "plugin", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
+    );
+    for r in &c.rows {
+        println!(
+            "{:<18} {:<10} {:>4} {:>22} {:>9} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
+            r.target_id,
+            r.plugin,
+            r.runs,
+            format!("{:.4} ± {:.4}", r.llc, r.se),
+            fmt_opt(r.se_bootstrap, 4),
+            fmt_opt(r.rhat, 4),
+            r.ess_bulk,
+            fmt_opt(r.ess_per_second, 1),
+            fmt_sci(r.wnv_grad_evals, 3),
+            fmt_sci(r.wnv_seconds, 3)
+        );
+    }
+    println!("wrote {} and {}", dir.join("compare.csv").display(), dir.join("compare.png").display());
+    Ok(Exit::Success)
+}

@@ -1,0 +1,31 @@
+//! `lh-host plugins`: every plugin found, loaded and described.
+
+use anyhow::Result;
+use lh_host::sample::plugins;
+
+use super::exit::Exit;
+
+pub fn exec() -> Result<Exit> {
+    let paths = plugins::discover_paths();
+    if paths.is_empty() {
+        println!("no plugins found in: {}", plugins::search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    for p in paths {
+        match plugins::load(&p) {
+            Ok(l) => {
+                let i = &l.info;
+                println!(
+                    "{} {} (plugin API {})\n  path: {}\n  {}\n  defaults: {}\n",
+                    i.name,
+                    i.version,
+                    i.api_version,
+                    i.path.display(),
+                    i.help,
+                    i.default_config
+                );
+            }
+            Err(e) => println!("(unloadable) {e}\n"),
+        }
+    }
+    Ok(Exit::Success)
+}

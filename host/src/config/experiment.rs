@@ -1,0 +1,248 @@
+//! Experiment files (`config/experiments/*.ron`): targets × samplers, each
+//! target resolved from presets, shared settings and overrides into the
+//! canonical [`TargetConfig`] that names it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::parse::parse_ron;
+use super::plugin_config::Overrides;
+use super::presets::load_preset;
+use super::sections::*;
+use crate::error::{Error, Result};
+
+/// Overrides of a target's sections, written under `overrides:` in an experiment file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetOverrides {
+    pub model: Option<ModelPatch>,
+    pub data: Option<DataPatch>,
+    pub teacher: Option<TeacherConfig>,
+    pub training: Option<TrainingPatch>,
+    pub posterior: Option<PosteriorPatch>,
+}
+
+/// One target of an experiment: preset names plus overrides, or a quadratic
+/// test target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Model preset name or path (MLP targets).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Data preset name or path (MLP targets).
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Instead of model and data: the quadratic target L(θ) = ½‖θ − θ*‖²,
+    /// whose λ̂ is exactly D·nβ/(2(nβ + γ)).
+    #[serde(default)]
+    pub quadratic: Option<QuadraticSpec>,
+    /// Teacher preset name or path.
+    #[serde(default = "default_teacher")]
+    pub teacher: String,
+    /// Seed of data generation and initialisation.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Per-target overrides.
+    #[serde(default)]
+    pub overrides: TargetOverrides,
+}
+
+/// Size of a quadratic target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticSpec {
+    /// Dimension D.
+    pub dim: usize,
+    /// The n that sets β (and nβ); there is no data.
+    pub n: usize,
+}
+
+/// A resolved quadratic target: L(θ) = ½‖θ − θ*‖² with θ* = 0, so L0 = 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuadraticConfig {
+    pub dim: usize,
+    pub n: usize,
+    pub posterior: PosteriorConfig,
+}
+
+/// What a target spec resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetRecipe {
+    /// A teacher–student MLP target: generate data, train to w*.
+    Mlp(TargetConfig),
+    /// A quadratic test target.
+    Quadratic(QuadraticConfig),
+}
+
+fn default_teacher() -> String {
+    "none".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+
+/// One sampler of an experiment: a plugin name and its config overrides (RON
+/// values checked by the plugin itself when it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSpec {
+    /// Plugin name (`hmc`, `sgld`, …) or path to a plugin library.
+    pub name: String,
+    /// Sampling seed.
+    #[serde(default = "default_sampler_seed")]
+    pub seed: u64,
+    /// Plugin config overrides, key → RON value (checked against the plugin's keys when it runs).
+    #[serde(default)]
+    pub overrides: Overrides,
+}
+
+fn default_sampler_seed() -> u64 {
+    12345
+}
+
+/// An experiment file (`config/experiments/*.ron`): targets × samplers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Experiment name (the folder under `experiments/`).
+    pub name: String,
+    /// Training settings shared by every target (per-target overrides win).
+    #[serde(default)]
+    pub training: TrainingPatch,
+    /// Posterior settings shared by every target (per-target overrides win).
+    #[serde(default)]
+    pub posterior: PosteriorPatch,
+    /// Number of chains per sampler run.
+    #[serde(default = "default_chains")]
+    pub chains: usize,
+    /// The targets.
+    pub targets: Vec<TargetSpec>,
+    /// The samplers to run on every target.
+    #[serde(default)]
+    pub samplers: Vec<SamplerSpec>,
+}
+
+fn default_chains() -> usize {
+    4
+}
+
+/// A fully resolved target: the canonical config that names it (see [`TargetConfig::id`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub seed: u64,
+    pub model: crate::model::MlpSpec,
+    pub data: DataConfig,
+    pub teacher: TeacherConfig,
+    pub training: TrainingConfig,
+    pub posterior: PosteriorConfig,
+}
+
+/// Loaded experiment file with every target resolved.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub config: ExperimentConfig,
+    pub targets: Vec<TargetRecipe>,
+    pub path: PathBuf,
+}
+
+/// Reads an experiment file and resolves every target (presets, shared
+/// settings, overrides, width inference) and validates it.
+pub fn load_experiment(path: &Path) -> Result<Experiment> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_experiment(&text, path)
+}
+
+/// Parses experiment text as if read from `path` (presets by path resolve relative to it).
+pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
+    let config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    crate::ensure!(!config.targets.is_empty(), "{}: `targets` is empty", path.display());
+    crate::ensure!(config.chains >= 1, "{}: `chains` must be ≥ 1", path.display());
+    let targets = config
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            resolve_target(spec, &config.training, &config.posterior, base_dir).map_err(|e| e.context(&format!("{}: targets[{i}]", path.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Experiment { config, targets, path: path.to_path_buf() })
+}
+
+/// Resolves one target spec into its canonical config.
+pub fn resolve_target(spec: &TargetSpec, shared_training: &TrainingPatch, shared_posterior: &PosteriorPatch, base_dir: &Path) -> Result<TargetRecipe> {
+    let (model_name, data_name) = match (&spec.model, &spec.data, &spec.quadratic) {
+        (None, None, Some(q)) => {
+            crate::ensure!(
+                spec.overrides.model.is_none() && spec.overrides.data.is_none() && spec.overrides.teacher.is_none() && spec.overrides.training.is_none(),
+                "a quadratic target takes only posterior overrides"
+            );
+            crate::ensure!(q.dim >= 1 && q.n >= 1, "quadratic needs dim ≥ 1 and n ≥ 1");
+            let mut posterior = PosteriorConfig::default();
+            shared_posterior.apply(&mut posterior);
+            if let Some(p) = &spec.overrides.posterior {
+                p.apply(&mut posterior);
+            }
+            posterior.validate()?;
+            return Ok(TargetRecipe::Quadratic(QuadraticConfig { dim: q.dim, n: q.n, posterior }));
+        }
+        (Some(m), Some(d), None) => (m, d),
+        _ => return Err(Error::invalid("a target needs `model` and `data`, or `quadratic` alone")),
+    };
+    let mut model: ModelConfig = load_preset("model", model_name, base_dir)?;
+    let mut data: DataConfig = load_preset("data", data_name, base_dir)?;
+    let mut teacher: TeacherConfig = load_preset("teacher", &spec.teacher, base_dir)?;
+    let mut training = TrainingConfig::default();
+    let mut posterior = PosteriorConfig::default();
+    shared_training.apply(&mut training);
+    shared_posterior.apply(&mut posterior);
+    let o = &spec.overrides;
+    if let Some(p) = &o.model {
+        p.apply(&mut model);
+    }
+    if let Some(p) = &o.data {
+        p.apply(&mut data);
+    }
+    if let Some(t) = &o.teacher {
+        teacher = t.clone();
+    }
+    if let Some(p) = &o.training {
+        p.apply(&mut training);
+    }
+    if let Some(p) = &o.posterior {
+        p.apply(&mut posterior);
+    }
+    let target = TargetConfig { seed: spec.seed, model: model.resolve()?, data, teacher, training, posterior };
+    target.validate()?;
+    Ok(TargetRecipe::Mlp(target))
+}
+
+impl TargetConfig {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate(self.model.in_dim)?;
+        self.posterior.validate()?;
+        let t = &self.training;
+        crate::ensure!(t.lr > 0.0 && t.lr.is_finite(), "training.lr must be > 0, got {}", t.lr);
+        crate::ensure!(t.log_every >= 1, "training.log_every must be ≥ 1");
+        if let Some(b) = t.batch_size {
+            crate::ensure!(b >= 1, "training.batch_size must be ≥ 1");
+        }
+        match &self.teacher {
+            TeacherConfig::StudentArch => {}
+            TeacherConfig::Mlp { widths, dropout, .. } => {
+                crate::ensure!(widths.iter().all(|w| *w >= 1), "teacher.widths must all be ≥ 1");
+                crate::ensure!((0.0..1.0).contains(dropout), "teacher.dropout must be in [0, 1)");
+            }
+            TeacherConfig::DeepLinear { widths, rank } => {
+                let min = widths.iter().copied().chain([self.model.in_dim, self.model.out_dim]).min().unwrap_or(0);
+                crate::ensure!(*rank <= min, "teacher.rank {rank} exceeds the smallest width {min}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! A plugin's config: its RON defaults merged with a config file and
+//! `key=value` overrides, every key checked against the defaults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ron::value::RawValue;
+use serde::{Deserialize, Serialize};
+
+use super::parse::parse_ron;
+use crate::error::{Error, Result};
+
+/// Plugin config overrides as written — in a `--config` file, an experiment
+/// file's `samplers[i].overrides`, or one `--set key=value` — each value kept as
+/// its raw RON text (so enum identifiers, comments and formatting survive the
+/// merge), in the order given. The one override form of every source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Where they came from, for error messages (a file name, `--set k=v`, …).
+    pub origin: String,
+    pub fields: Vec<(String, Box<RawValue>)>,
+}
+
+impl Overrides {
+    /// The overrides of a `--config` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let origin = path.display().to_string();
+        Ok(Self { fields: parse_ron::<Self>(&text, &origin)?.fields, origin })
+    }
+
+    /// One `--set key=value` (the value is RON).
+    pub fn from_set(set: &str) -> Result<Self> {
+        let (k, v) = set.split_once('=').ok_or_else(|| Error::invalid(format!("--set {set}: expected key=value")))?;
+        let raw: Box<RawValue> = parse_ron(v, &format!("--set {k}"))?;
+        Ok(Self { origin: format!("--set {set}"), fields: vec![(k.trim().to_string(), raw)] })
+    }
+
+    /// The overrides of a `--config` file (if any) and then of each `--set`, in that order.
+    pub fn from_cli(file: Option<&Path>, sets: &[String]) -> Result<Vec<Self>> {
+        file.map(Self::from_file).into_iter().chain(sets.iter().map(|s| Self::from_set(s))).collect()
+    }
+
+    /// The same overrides, attributed to `origin`.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+}
+
+impl<'de> Deserialize<'de> for Overrides {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Overrides;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a struct like (key: value, …)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<Overrides, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Box<RawValue>>()? {
+                    fields.push(entry);
+                }
+                Ok(Overrides { origin: String::new(), fields })
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Overrides, E> {
+                Ok(Overrides::default())
+            }
+        }
+        d.deserialize_any(Fields)
+    }
+}
+
+impl Serialize for Overrides {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.fields.len()))?;
+        for (k, v) in &self.fields {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Merges a plugin's default RON config with layers of overrides, later
+/// layers winning. Every key must exist in the defaults; the result is RON
+/// struct syntax, one `key: value` per line, keys sorted.
+pub fn resolve_config(defaults: &str, plugin: &str, layers: &[Overrides]) -> Result<String> {
+    let mut cfg: BTreeMap<String, String> = parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?
+        .fields
+        .into_iter()
+        .map(|(k, v)| (k, v.get_ron().trim().to_string()))
+        .collect();
+    let known: Vec<String> = cfg.keys().cloned().collect();
+    for layer in layers {
+        for (k, v) in &layer.fields {
+            let slot = cfg
+                .get_mut(k)
+                .ok_or_else(|| Error::invalid(format!("{}: unknown key `{k}` for plugin `{plugin}` (keys: {})", layer.origin, known.join(", "))))?;
+            *slot = v.get_ron().trim().to_string();
+        }
+    }
+    // One field per line, the comma after a newline: a trailing comment in a value stays harmless.
+    Ok(format!("({}\n)", cfg.iter().map(|(k, v)| format!("\n    {k}: {v}\n")).collect::<Vec<_>>().join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_merging_and_unknown_keys() {
+        let d = "(steps: 100, step_size: 0.1, precond: none)";
+        let r = resolve_config(d, "x", &Overrides::from_cli(None, &["steps=5".into(), "precond=adam".into()]).unwrap()).unwrap();
+        assert!(r.contains("steps: 5") && r.contains("precond: adam") && r.contains("step_size: 0.1"), "{r}");
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct C {
+            steps: usize,
+            step_size: f64,
+            precond: P,
+        }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        #[serde(rename_all = "snake_case")]
+        enum P {
+            None,
+            Adam,
+        }
+        assert_eq!(parse_ron::<C>(&r, "merged").unwrap().precond, P::Adam);
+        let e = resolve_config(d, "x", &[Overrides::from_set("stepz=5").unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown key `stepz` for plugin `x`"), "{e}");
+        assert!(Overrides::from_set("steps").is_err());
+    }
+}

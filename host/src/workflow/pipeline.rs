@@ -1,0 +1,84 @@
+//! One job, end to end: target → backend → plugin → config → sample →
+//! (diagnose).
+
+use std::path::PathBuf;
+
+use crate::backend::{BackendFactory, BackendKind};
+use crate::config::{resolve_config, Overrides, TargetRecipe};
+use crate::diagnose::{self, Analysis, Mode};
+use crate::error::{Error, Result};
+use crate::model::Precision;
+use crate::progress::Monitor;
+use crate::sample::{self, plugins, Outcome, Request};
+use crate::store::Store;
+use crate::target::{self, Built, Target};
+
+/// Which target a job samples.
+#[derive(Debug, Clone)]
+pub enum JobTarget {
+    /// A stored target, by id or unique id prefix.
+    Stored(String),
+    /// A target recipe, built unless the store has it, and linked into `experiment`.
+    Recipe { recipe: TargetRecipe, experiment: String },
+}
+
+/// Everything one run needs to know.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub target: JobTarget,
+    /// A plugin name (looked up in LH_PLUGIN_PATH and beside lh-host) or a library path.
+    pub plugin: String,
+    /// Overrides of the plugin's default config, applied in order.
+    pub overrides: Vec<Overrides>,
+    pub chains: usize,
+    pub seed: u64,
+    pub backend: BackendKind,
+    /// The run's precision (default: the target's training precision).
+    pub precision: Option<Precision>,
+    /// The experiment the run is filed under.
+    pub experiment: String,
+    /// CPU threads, for training and the CPU backend.
+    pub threads: usize,
+    /// Diagnose the run afterwards (analysis.json and figures).
+    pub diagnose: Option<Mode>,
+}
+
+/// What a job did.
+pub struct JobOutcome {
+    /// The target, when the job built or reused it from a recipe.
+    pub built: Option<Built>,
+    pub target: Target,
+    pub run: Outcome,
+    /// Where `analysis.json` went and what it holds, when the job diagnosed the run.
+    pub analysis: Option<(PathBuf, Analysis)>,
+}
+
+/// Runs `job`: builds or loads its target, opens the backend, loads and
+/// configures the plugin, samples, and diagnoses when asked. Progress, notes
+/// and the stop request go through `monitor`. A plugin failure is an
+/// [`Error::Plugin`] (its draws so far are kept in the run directory).
+pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<JobOutcome> {
+    let (built, target) = match &job.target {
+        JobTarget::Stored(id) => (None, target::load(store, id)?),
+        JobTarget::Recipe { recipe, experiment } => {
+            let built = target::build(store, recipe, experiment, job.threads, monitor)?;
+            let t = target::load(store, &built.id)?;
+            (Some(built), t)
+        }
+    };
+    let factory = BackendFactory::new(job.backend, job.threads)?;
+    let precision = job.precision.unwrap_or(target.meta.precision);
+    if let Some(note) = factory.fallback_note(precision) {
+        monitor.note(&note);
+    }
+    let plugin = plugins::load(&plugins::resolve(&job.plugin)?)?;
+    let config = resolve_config(&plugin.info.default_config, &plugin.info.name, &job.overrides)?;
+    if job.chains == 0 {
+        return Err(Error::invalid("--chains must be ≥ 1"));
+    }
+    let req =
+        Request { target: &target, plugin, config, chains: job.chains, seed: job.seed, precision, backends: &factory, experiment: job.experiment.clone() };
+    let run = sample::execute(store, req, monitor)?;
+    let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
+    Ok(JobOutcome { built, target, run, analysis })
+}
