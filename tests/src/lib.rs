@@ -169,6 +169,19 @@ pub fn manifest(stdout: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json")).expect("valid JSON")
 }
 
+/// Samples target `id` with `plugin` (and the extra `sample` arguments) in
+/// `h`; returns the run's manifest.
+pub fn sample(h: &Home, id: &str, plugin: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["sample", "--target", id, "--plugin", plugin];
+    args.extend_from_slice(extra);
+    manifest(&h.ok(&args))
+}
+
+/// λ̂ and its standard error, from a manifest.
+pub fn llc_of(m: &serde_json::Value) -> (f64, f64) {
+    (m["llc"]["mean"].as_f64().expect("llc.mean"), m["llc"]["se"].as_f64().expect("llc.se"))
+}
+
 /// The quadratic oracle (L = ½‖θ‖², D = 20, n = 1000, γ = 50), built in `h`:
 /// its id and the exact λ̂ = D·nβ/(2(nβ + γ)).
 pub fn quadratic_target(h: &Home) -> (String, f64) {

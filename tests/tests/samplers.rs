@@ -1,6 +1,6 @@
 //! The built-in sampler plugins on exact oracles, through the real binary.
 
-use lh_tests::{first_token, manifest, quadratic_target, regular_target, Home};
+use lh_tests::{first_token, llc_of, manifest, quadratic_target, regular_target, sample, Home};
 
 /// Quadratic target: λ̂ = D·nβ/(2(nβ + γ)) exactly. HMC (seed fixed) must be
 /// within 3 standard errors, and the standard error small enough to matter.
@@ -8,9 +8,8 @@ use lh_tests::{first_token, manifest, quadratic_target, regular_target, Home};
 fn hmc_on_the_quadratic_oracle() {
     let h = Home::new();
     let (id, want) = quadratic_target(&h);
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "hmc", "--seed", "1", "--set", "draws=1000", "--set", "warmup=300"]);
-    let m = manifest(&out);
-    let (got, se) = (m["llc"]["mean"].as_f64().unwrap(), m["llc"]["se"].as_f64().unwrap());
+    let m = sample(&h, &id, "hmc", &["--seed", "1", "--set", "draws=1000", "--set", "warmup=300"]);
+    let (got, se) = llc_of(&m);
     assert!((got - want).abs() < 3.0 * se, "λ̂ = {got} ± {se}, exact {want}");
     assert!(se < 0.03 * want, "se {se}");
     assert!(m["llc"]["rhat"].as_f64().unwrap() < 1.05);

@@ -1,6 +1,6 @@
 //! The flow VI plugin on exact oracles, through the real binary.
 
-use lh_tests::{manifest, quadratic_target, regular_target, Home};
+use lh_tests::{llc_of, quadratic_target, regular_target, sample, Home};
 
 /// Quadratic target: the family contains the posterior N(θ*, I/(nβ + γ))
 /// (identity flow, base scale and σ⊥ both 1/√(nβ + γ)), so with σ⊥ learnt λ̂
@@ -12,13 +12,9 @@ use lh_tests::{manifest, quadratic_target, regular_target, Home};
 fn vi_flow_on_the_quadratic_oracle() {
     let h = Home::new();
     let (id, want) = quadratic_target(&h);
-    let sample = |extra: &[&str]| {
-        let mut args = vec!["sample", "--target", &id, "--plugin", "vi-flow", "--seed", "1", "--set", "steps=1000", "--set", "eval_samples=32"];
-        args.extend_from_slice(extra);
-        manifest(&h.ok(&args))
-    };
-    let m = sample(&[]);
-    let got = m["llc"]["mean"].as_f64().unwrap();
+    let base = ["--seed", "1", "--set", "steps=1000", "--set", "eval_samples=32"];
+    let m = sample(&h, &id, "vi-flow", &base);
+    let got = llc_of(&m).0;
     eprintln!("quadratic, vi-flow: λ̂ = {got} ± {}, exact {want}, tuned {}", m["llc"]["se"], m["tuned"]);
     assert!((got - want).abs() < 0.05 * want, "λ̂ = {got}, exact {want}");
     assert_eq!(m["independent_draws"], true);
@@ -28,8 +24,8 @@ fn vi_flow_on_the_quadratic_oracle() {
     // One minibatch gradient of 256 of the 1000 rows per step, counted by the host.
     assert!((m["work"]["grad_evals_fge"].as_f64().unwrap() - 1000.0 * 0.256).abs() < 1e-6, "{}", m["work"]);
 
-    let frozen = sample(&["--set", "learn_sigma_perp=false", "--set", "learn_scales=false"]);
-    let got = frozen["llc"]["mean"].as_f64().unwrap();
+    let frozen = sample(&h, &id, "vi-flow", &[&base[..], &["--set", "learn_sigma_perp=false", "--set", "learn_scales=false"]].concat());
+    let got = llc_of(&frozen).0;
     eprintln!("quadratic, vi-flow, σ⊥ fixed at 1e-3: λ̂ = {got}, exact {want}");
     assert!((got - 0.4 * want).abs() < 0.1 * 0.4 * want, "λ̂ = {got}, latent-only value {}", 0.4 * want);
 }
@@ -41,9 +37,8 @@ fn vi_flow_on_the_quadratic_oracle() {
 fn vi_flow_on_a_regular_model() {
     let h = Home::new();
     let (id, want) = regular_target(&h);
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "vi-flow", "--seed", "2", "--set", "steps=1000", "--set", "eval_samples=32"]);
-    let m = manifest(&out);
-    let got = m["llc"]["mean"].as_f64().unwrap();
+    let m = sample(&h, &id, "vi-flow", &["--seed", "2", "--set", "steps=1000", "--set", "eval_samples=32"]);
+    let got = llc_of(&m).0;
     eprintln!("regular, vi-flow: λ̂ = {got} ± {}, exact {want}, tuned {}", m["llc"]["se"], m["tuned"]);
     assert!((got - want).abs() < 0.05 * want, "λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
 }

@@ -1,6 +1,6 @@
 //! The VI-MFA plugin on exact oracles, through the real binary.
 
-use lh_tests::{manifest, quadratic_target, regular_target, Home};
+use lh_tests::{llc_of, manifest, quadratic_target, regular_target, sample, Home};
 
 /// Quadratic target: the family contains the posterior N(θ*, I/(nβ + γ)), and
 /// with the Hessian control variate each recorded value is ½tr(HΣ_q) + L0
@@ -10,9 +10,8 @@ use lh_tests::{manifest, quadratic_target, regular_target, Home};
 fn vi_mfa_on_the_quadratic_oracle() {
     let h = Home::new();
     let (id, want) = quadratic_target(&h);
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "vi-mfa", "--seed", "1", "--set", "steps=1500", "--set", "eval_samples=16"]);
-    let m = manifest(&out);
-    let got = m["llc"]["mean"].as_f64().unwrap();
+    let m = sample(&h, &id, "vi-mfa", &["--seed", "1", "--set", "steps=1500", "--set", "eval_samples=16"]);
+    let got = llc_of(&m).0;
     eprintln!("quadratic, vi-mfa: λ̂ = {got} ± {}, exact {want}, tuned {}", m["llc"]["se"], m["tuned"]);
     assert!((got - want).abs() < 0.05 * want, "λ̂ = {got}, exact {want}");
     assert_eq!(m["independent_draws"], true);
@@ -46,9 +45,8 @@ fn vi_mfa_on_the_quadratic_oracle() {
 fn vi_mfa_on_a_regular_model() {
     let h = Home::new();
     let (id, want) = regular_target(&h);
-    let out = h.ok(&["sample", "--target", &id, "--plugin", "vi-mfa", "--seed", "2", "--set", "steps=2000", "--set", "eval_samples=16"]);
-    let m = manifest(&out);
-    let got = m["llc"]["mean"].as_f64().unwrap();
+    let m = sample(&h, &id, "vi-mfa", &["--seed", "2", "--set", "steps=2000", "--set", "eval_samples=16"]);
+    let got = llc_of(&m).0;
     eprintln!("regular, vi-mfa: λ̂ = {got} ± {}, exact {want}, tuned {}", m["llc"]["se"], m["tuned"]);
     assert!((got - want).abs() < 0.05 * want, "λ̂ = {got} ± {}, exact {want}", m["llc"]["se"]);
 }

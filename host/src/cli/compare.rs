@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use lh_host::diagnose::compare;
+use lh_host::store::layout::{COMPARE_CSV, COMPARE_PNG};
 use lh_host::store::Store;
 
 use super::exit::Exit;
@@ -24,8 +25,8 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     }
     // Files first, so that a closed stdout cannot leave them unwritten.
     let dir = store.existing_experiment_dir(exp)?;
-    compare::write_csv(&c.rows, &dir.join("compare.csv"))?;
-    compare::plot(&c.rows, exp, &dir.join("compare.png"))?;
+    compare::write_csv(&c.rows, &dir.join(COMPARE_CSV))?;
+    compare::plot(&c.rows, exp, &dir.join(COMPARE_PNG))?;
     println!(
         // λ̂ and R̂ carry a combining mark: one char more than they display.
         "{:<18} {:<10} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
@@ -46,6 +47,6 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
             fmt_sci(r.wnv_seconds, 3)
         );
     }
-    println!("wrote {} and {}", dir.join("compare.csv").display(), dir.join("compare.png").display());
+    println!("wrote {} and {}", dir.join(COMPARE_CSV).display(), dir.join(COMPARE_PNG).display());
     Ok(Exit::Success)
 }

@@ -1,4 +1,5 @@
-//! PNG figures with plotters' bitmap backend. Text is drawn with DejaVu Sans,
+//! Chart primitives (a leaf, used by Stage A's and Stage C's figures): chart
+//! specs flow in, PNG files flow out. PNG figures with plotters' bitmap backend. Text is drawn with DejaVu Sans,
 //! embedded in the binary (no system font lookup, so plots render on a bare
 //! machine); the RGB canvas is encoded with the `png` crate.
 //!

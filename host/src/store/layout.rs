@@ -21,6 +21,9 @@ pub const TRACES: &str = "traces.npz";
 pub const ANALYSIS: &str = "analysis.json";
 /// A run's figures folder.
 pub const RUN_FIGURES: &str = "diagnostics";
+/// An experiment's comparison table and figure.
+pub const COMPARE_CSV: &str = "compare.csv";
+pub const COMPARE_PNG: &str = "compare.png";
 /// An object's metadata.
 pub const OBJECT_META: &str = "meta.json";
 
