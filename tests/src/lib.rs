@@ -84,8 +84,14 @@ impl Home {
 
     /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Runs `lh-host ARGS` with `LH_HOME` set to this home and the extra environment `env`.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out: Output = Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .env("LH_HOME", self.path().join("artifacts"))
             .env("LH_THREADS", "2")
             // Mesa (probed by `--backend auto`) warns on stderr without a valid runtime dir.

@@ -124,7 +124,7 @@ fn plugins_are_found_by_name_and_listed() {
     let out = h.ok(&["sample", "--target", &id, "--plugin", "rwm", "--set", "draws=20", "--set", "burn_in=0"]);
     assert!(out.contains("rwm 0.1.0"), "{out}");
     let list = h.ok(&["plugins"]);
-    assert!(list.contains("rwm 0.1.0 (plugin API 0.1.0)") && list.contains("defaults: (draws: 2000"), "{list}");
+    assert!(list.contains("rwm 0.1.0 (plugin API 0.2.0)") && list.contains("defaults: (draws: 2000"), "{list}");
     let err = h.fails(&["sample", "--target", &id, "--plugin", "nosuch"]);
     assert!(err.contains("no plugin `nosuch`") && err.contains("rwm"), "{err}");
     let err = h.fails(&["sample", "--target", &id, "--plugin", "rwm", "--set", "drawz=3"]);
@@ -151,18 +151,21 @@ fn load_failures_are_one_line_errors() {
 
 #[test]
 fn a_plugin_built_against_an_incompatible_api_is_refused() {
-    // Copy lh-plugin-api with a semver-incompatible version and build the
-    // example plugin against it.
+    // Copy lh-plugin-api with the previous minor version (what a plugin built
+    // against 0.1 declares) and build the example plugin against it.
     let h = Home::new();
     let id = build_tiny(&h);
     let repo = lh_tests::repo();
     let work = tempfile::tempdir().unwrap();
     let api = work.path().join("api");
     std::fs::create_dir_all(api.join("src")).unwrap();
-    std::fs::copy(repo.join("plugin-api/src/lib.rs"), api.join("src/lib.rs")).unwrap();
+    for f in std::fs::read_dir(repo.join("plugin-api/src")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, api.join("src").join(f.file_name().unwrap())).unwrap();
+    }
     let manifest = std::fs::read_to_string(repo.join("plugin-api/Cargo.toml"))
         .unwrap()
-        .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        .replace("version = \"0.2.0\"", "version = \"0.1.0\"")
         .replace("edition.workspace = true", "edition = \"2021\"")
         .replace("rust-version.workspace = true\n", "")
         .replace("license.workspace = true\n", "");
@@ -178,7 +181,7 @@ fn a_plugin_built_against_an_incompatible_api_is_refused() {
     std::fs::copy(repo.join("plugins/example-rwm/Cargo.lock"), plugin.join("Cargo.lock")).ok();
     let lib = lh_tests::build_plugin_crate(&plugin, "lh_sampler_oldapi");
     let err = h.fails(&["sample", "--target", &id, "--plugin", lib.to_str().unwrap()]);
-    assert!(err.contains("incompatible plugin API version") && err.contains("0.2.0") && err.contains("0.1.0"), "{err}");
+    assert!(err.contains("incompatible plugin API version") && err.contains("built against lh-plugin-api 0.1.0, but this host speaks 0.2.0"), "{err}");
 }
 
 #[test]
@@ -201,9 +204,9 @@ fn plugin_failures_keep_what_was_recorded() {
     let err = h.fails(&["sample", "--target", &id, "--plugin", "misbehave", "--set", "mode=\"overdraw\""]);
     assert!(err.contains("wrote draw 5 but announced only 5 draws"), "{err}");
 
-    // Ctrl-C: the run stops cleanly and its traces are kept, marked incomplete.
+    // Ctrl-C: the run stops cleanly and its traces are kept, marked incomplete (exit 130).
     let r = sample("stop");
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 130, "{}", r.stderr);
     assert!(r.stdout.contains("INCOMPLETE"), "{}", r.stdout);
     let m = manifest(&run_dir(&r.stdout));
     assert_eq!(m["status"], "incomplete");

@@ -128,8 +128,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn loss_grad(&mut self, positions: &[f64], batch: Batch<'_>, loss: &mut [f64], mut grads: Option<&mut [f64]>) -> Result<()> {
-        check_shapes(self, positions, loss, grads.as_deref())?;
-        let (d_in, d_out, dim, c) = (self.spec.in_dim, self.spec.out_dim, self.dim(), self.chains);
+        // K ≤ C chains: only the first K·D of the buffers sized for C are used.
+        let c = check_shapes(self, positions, loss, grads.as_deref())?;
+        let (d_in, d_out, dim) = (self.spec.in_dim, self.spec.out_dim, self.dim());
         for (p, v) in self.params.iter_mut().zip(positions) {
             *p = T::from_f64(*v);
         }
@@ -162,9 +163,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         let parts = if macs < PARALLEL_MIN_MACS { 1 } else { self.threads.min(units) };
         let params = &self.params;
         let run_part = |w: &mut Worker<T>, part: usize| {
-            w.sse.iter_mut().for_each(|s| *s = 0.0);
+            w.sse[..c].iter_mut().for_each(|s| *s = 0.0);
             if want_grad {
-                w.grad.iter_mut().for_each(|g| *g = T::ZERO);
+                w.grad[..c * dim].iter_mut().for_each(|g| *g = T::ZERO);
             }
             for u in (part * units / parts)..((part + 1) * units / parts) {
                 let (chain, tile) = (u / n_tiles, u % n_tiles);
@@ -535,6 +536,13 @@ mod tests {
             assert!((l[0] - l2[c]).abs() < 1e-13 * l[0]);
             assert!(rel_l2(&g, &g2[c * d..(c + 1) * d]) < 1e-12);
         }
+        // K < C chains per call on the C-chain backend: the last two chains alone.
+        let (mut lk, mut gk) = (vec![0.0; 2], vec![0.0; 2 * d]);
+        b2.loss_grad(&pos[d..], Batch::Full, &mut lk, Some(&mut gk)).unwrap();
+        assert!(rel_l2(&lk, &l2[1..]) < 1e-13 && rel_l2(&gk, &g2[d..]) < 1e-12);
+        let mut too_many = vec![0.0; chains + 1];
+        let e = b2.loss_grad(&[pos.clone(), pos[..d].to_vec()].concat(), Batch::Full, &mut too_many, None).unwrap_err();
+        assert!(e.to_string().contains("expected 1 to C = 3 chains"), "{e}");
         // A minibatch equals the full batch of a data set made of those rows.
         let rows: Vec<u32> = vec![7, 3, 1400, 3, 999, 0];
         let sub = Dataset::new(

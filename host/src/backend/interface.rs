@@ -50,7 +50,7 @@ impl Dataset {
     }
 }
 
-/// L_n and ∇L_n for all chains in one call.
+/// L_n and ∇L_n for up to C chains in one call.
 pub trait Backend: Send {
     /// Backend, device and precision.
     fn info(&self) -> BackendInfo;
@@ -58,10 +58,12 @@ pub trait Backend: Send {
     fn dim(&self) -> usize;
     /// Number of training rows n.
     fn n_data(&self) -> usize;
-    /// Number of chains C evaluated per call.
+    /// The most chains C one call evaluates (what the buffers were sized for).
     fn chains(&self) -> usize;
-    /// Writes L(θ_c) for each chain c into `loss[C]` and, when `grads` is given,
-    /// ∇L(θ_c) into `grads[C×D]`. `positions` is C×D, chain-major.
+    /// Writes L(θ_k) for each of the K = `loss.len()` ≤ C positions into
+    /// `loss[K]` and, when `grads` is given, ∇L(θ_k) into `grads[K×D]`.
+    /// `positions` is K×D, chain-major. K < C evaluates only those K (a
+    /// subset of the run's chains) and allocates nothing.
     fn loss_grad(&mut self, positions: &[f64], batch: Batch<'_>, loss: &mut [f64], grads: Option<&mut [f64]>) -> Result<()>;
 }
 
@@ -86,13 +88,14 @@ pub(crate) fn check_model_data(spec: &MlpSpec, data: &Dataset, chains: usize) ->
     Ok(())
 }
 
-/// Checks the shapes of one evaluation's buffers.
-pub(crate) fn check_shapes(b: &dyn Backend, positions: &[f64], loss: &[f64], grads: Option<&[f64]>) -> Result<()> {
-    let (c, d) = (b.chains(), b.dim());
-    crate::ensure!(positions.len() == c * d, "positions has {} values, expected C·D = {c}·{d}", positions.len());
-    crate::ensure!(loss.len() == c, "loss has {} values, expected C = {c}", loss.len());
+/// Checks the shapes of one evaluation's buffers; returns its chain count K
+/// (`loss.len()`, 1 ≤ K ≤ C).
+pub(crate) fn check_shapes(b: &dyn Backend, positions: &[f64], loss: &[f64], grads: Option<&[f64]>) -> Result<usize> {
+    let (c, d, k) = (b.chains(), b.dim(), loss.len());
+    crate::ensure!((1..=c).contains(&k), "loss has {k} values, expected 1 to C = {c} chains");
+    crate::ensure!(positions.len() == k * d, "positions has {} values, expected K·D = {k}·{d}", positions.len());
     if let Some(g) = grads {
-        crate::ensure!(g.len() == c * d, "grads has {} values, expected C·D = {c}·{d}", g.len());
+        crate::ensure!(g.len() == k * d, "grads has {} values, expected K·D = {k}·{d}", g.len());
     }
-    Ok(())
+    Ok(k)
 }

@@ -6,7 +6,7 @@ use super::interface::{check_shapes, Backend, BackendInfo, Batch};
 use crate::error::Result;
 use crate::model::Precision;
 
-/// Evaluates ½‖θ − θ*‖² and θ − θ* for C chains, in f64.
+/// Evaluates ½‖θ − θ*‖² and θ − θ* for up to C chains, in f64.
 pub struct QuadraticBackend {
     center: Vec<f64>,
     n: usize,

@@ -83,25 +83,119 @@ impl Serialize for Overrides {
 }
 
 /// Merges a plugin's default RON config with layers of overrides, later
-/// layers winning. Every key must exist in the defaults; the result is RON
-/// struct syntax, one `key: value` per line, keys sorted.
+/// layers winning. Every key must exist in the defaults; the result is
+/// pretty RON struct syntax, keys sorted, one `key: value,` per line:
+///
+/// ```text
+/// (
+///     draws: 1000,
+///     step_size: 0.01,
+/// )
+/// ```
+///
+/// Each value is its RON text as written, comments removed and line breaks
+/// folded into spaces, so it always fits on its line.
 pub fn resolve_config(defaults: &str, plugin: &str, layers: &[Overrides]) -> Result<String> {
-    let mut cfg: BTreeMap<String, String> = parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?
-        .fields
-        .into_iter()
-        .map(|(k, v)| (k, v.get_ron().trim().to_string()))
-        .collect();
+    let mut cfg: BTreeMap<String, String> =
+        parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?.fields.into_iter().map(|(k, v)| (k, one_line(v.get_ron()))).collect();
     let known: Vec<String> = cfg.keys().cloned().collect();
     for layer in layers {
         for (k, v) in &layer.fields {
             let slot = cfg
                 .get_mut(k)
                 .ok_or_else(|| Error::invalid(format!("{}: unknown key `{k}` for plugin `{plugin}` (keys: {})", layer.origin, known.join(", "))))?;
-            *slot = v.get_ron().trim().to_string();
+            *slot = one_line(v.get_ron());
         }
     }
-    // One field per line, the comma after a newline: a trailing comment in a value stays harmless.
-    Ok(format!("({}\n)", cfg.iter().map(|(k, v)| format!("\n    {k}: {v}\n")).collect::<Vec<_>>().join(",")))
+    Ok(format!("(\n{})", cfg.iter().map(|(k, v)| format!("    {k}: {v},\n")).collect::<String>()))
+}
+
+/// RON value text on one line: `//` and (nested) `/* */` comments removed,
+/// every whitespace run that holds a line break folded into one space,
+/// string and character literals (raw strings included) kept verbatim.
+fn one_line(ron: &str) -> String {
+    let b = ron.as_bytes();
+    let mut out = String::with_capacity(ron.len());
+    let mut i = 0;
+    // Pushes b[from..to] (whole UTF-8 characters: every boundary used is ASCII).
+    let push = |out: &mut String, from: usize, to: usize| out.push_str(&ron[from..to]);
+    // One space where a comment or a line break was, unless one is there already.
+    let space = |out: &mut String| {
+        if !out.ends_with(|c: char| c.is_ascii_whitespace()) {
+            out.push(' ');
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                space(&mut out);
+            }
+            b'"' | b'\'' => {
+                let (quote, start) = (b[i], i);
+                i += 1;
+                while i < b.len() && b[i] != quote {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(b.len());
+                push(&mut out, start, i);
+            }
+            b'r' if matches!(b.get(i + 1), Some(b'"' | b'#')) && !b[..i].last().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') => {
+                let start = i;
+                i += 1;
+                let hashes = b[i..].iter().take_while(|c| **c == b'#').count();
+                i += hashes;
+                if b.get(i) == Some(&b'"') {
+                    let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+                    i += 1;
+                    while i < b.len() && !b[i..].starts_with(&close) {
+                        i += 1;
+                    }
+                    i = (i + close.len()).min(b.len());
+                }
+                push(&mut out, start, i);
+            }
+            c if c.is_ascii_whitespace() => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                if b[start..i].contains(&b'\n') {
+                    space(&mut out);
+                } else {
+                    push(&mut out, start, i);
+                }
+            }
+            _ => {
+                let start = i;
+                i += 1;
+                while i < b.len() && !b"/\"'r".contains(&b[i]) && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                push(&mut out, start, i);
+            }
+        }
+    }
+    out.trim().to_string()
 }
 
 #[cfg(test)]
@@ -127,8 +221,27 @@ mod tests {
             Adam,
         }
         assert_eq!(parse_ron::<C>(&r, "merged").unwrap().precond, P::Adam);
+        // Pretty RON: one `key: value,` per line, keys sorted.
+        assert_eq!(r, "(\n    precond: adam,\n    step_size: 0.1,\n    steps: 5,\n)");
         let e = resolve_config(d, "x", &[Overrides::from_set("stepz=5").unwrap()]).unwrap_err().to_string();
         assert!(e.contains("unknown key `stepz` for plugin `x`"), "{e}");
         assert!(Overrides::from_set("steps").is_err());
+    }
+
+    #[test]
+    fn values_fold_onto_one_line_without_comments() {
+        let d = "(a: [1, // one\n 2], b: \"x // not a comment\", c: 3 /* gone /* nested */ */, d: r#\"raw \" // kept\"#, e: 'q', f: Some(4) // trailing\n)";
+        let r = resolve_config(d, "x", &[]).unwrap();
+        let lines: Vec<&str> = r.lines().collect();
+        assert_eq!(lines[0], "(");
+        assert_eq!(lines[1], "    a: [1, 2],");
+        assert_eq!(lines[2], "    b: \"x // not a comment\",");
+        assert_eq!(lines[3], "    c: 3,");
+        assert_eq!(lines[4], "    d: r#\"raw \" // kept\"#,");
+        assert_eq!(lines[5], "    e: 'q',");
+        assert_eq!(lines[6], "    f: Some(4),");
+        assert_eq!(lines[7], ")");
+        let merged = resolve_config(d, "x", &[Overrides::from_set("c=7 /* why */").unwrap()]).unwrap();
+        assert!(merged.contains("    c: 7,\n"), "{merged}");
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use lh_plugin_api::stat_names;
 use serde::{Deserialize, Serialize};
 
 use super::run::Run;
@@ -202,17 +203,17 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
         let x = run.kept(name).unwrap_or_default();
         traces.insert(name.clone(), summarize(&x, independent));
     }
-    let divergences = run.kept("is_divergent").map(|x| x.iter().flatten().filter(|v| **v != 0.0).count() as u64);
-    let acceptance = run.kept("acceptance_rate").map(|x| {
+    let divergences = run.kept(stat_names::IS_DIVERGENT).map(|x| x.iter().flatten().filter(|v| **v != 0.0).count() as u64);
+    let acceptance = run.kept(stat_names::ACCEPTANCE_RATE).map(|x| {
         let per_chain: Vec<f64> = x.iter().map(|c| mean(c)).collect();
         ChainMeans { mean: mean(&x.concat()), per_chain }
     });
-    let energy = run.kept("energy").map(|x| {
+    let energy = run.kept(stat_names::ENERGY).map(|x| {
         let bfmi_per_chain: Vec<f64> = x.iter().map(|c| mcmc::bfmi(c)).collect();
         HmcEnergy { bfmi_min: bfmi_per_chain.iter().copied().fold(f64::INFINITY, f64::min), bfmi_per_chain }
     });
-    let energy_change = run.kept("energy_change").map(|x| energy_change(&x));
-    let elbo = run.stats.get("elbo").map(|x| {
+    let energy_change = run.kept(stat_names::ENERGY_CHANGE).map(|x| energy_change(&x));
+    let elbo = run.stats.get(stat_names::ELBO).map(|x| {
         let at = if m.burn_in > 0 { m.burn_in - 1 } else { run.draws() - 1 };
         let final_per_chain: Vec<f64> = x.iter().map(|c| c[at]).collect();
         Elbo { final_mean: mean(&final_per_chain), final_per_chain }

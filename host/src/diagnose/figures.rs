@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::estimate::mcmc;
 use crate::plots::{self, Band, Chart, Mark, Series};
 use crate::store::layout::RUN_FIGURES;
+use lh_plugin_api::stat_names;
 
 /// Writes every figure the run's data supports; returns the files written and
 /// a note for each figure left out.
@@ -39,17 +40,17 @@ pub fn write_all(run: &Run, a: &Analysis, mode: Mode) -> Result<(Vec<String>, Ve
         figures.push(("rank.png", rank));
         figures.push(("autocorr.png", autocorr(&run.loss, a.burn_in, &who).map(|c| vec![c])));
     }
-    if let Some(x) = run.kept("acceptance_rate") {
-        figures.push(("acceptance_hist.png", Ok(vec![histogram(&x.concat(), &format!("{who}: HMC acceptance rate after burn-in"), "acceptance rate")])));
+    if let Some(x) = run.kept(stat_names::ACCEPTANCE_RATE) {
+        figures.push(("acceptance_hist.png", Ok(vec![histogram(&x.concat(), &format!("{who}: acceptance rate after burn-in"), "acceptance rate")])));
     }
-    if let Some(x) = run.kept("energy") {
+    if let Some(x) = run.kept(stat_names::ENERGY) {
         let bfmi = a.energy.as_ref().map_or(f64::NAN, |e| e.bfmi_min);
         figures.push(("energy.png", Ok(vec![energy(&x, bfmi, &who)])));
     }
-    if let Some(x) = run.kept("energy_change") {
+    if let Some(x) = run.kept(stat_names::ENERGY_CHANGE) {
         figures.push(("energy_change_hist.png", Ok(vec![histogram(&x.concat(), &format!("{who}: MCLMC energy change per step"), "energy change ΔE")])));
     }
-    if let Some(x) = run.stats.get("elbo") {
+    if let Some(x) = run.stats.get(stat_names::ELBO) {
         figures.push(("elbo.png", Ok(vec![elbo(x, a.burn_in, &who)])));
     }
     if mode == Mode::Full {

@@ -129,44 +129,23 @@ fn first_line(s: &str) -> String {
     line.chars().take(300).collect()
 }
 
-/// Semver compatibility of a plugin's lh-plugin-api version with the host's:
-/// same major version (same minor while the major is 0).
-fn check_api_version(plugin: &str) -> std::result::Result<(), String> {
-    let host = SamplerModRef::VERSION_STRINGS.version.as_str();
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut it = v.split('.');
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    let (Some(p), Some(h)) = (parse(plugin), parse(host)) else {
-        return Err(format!("unreadable plugin API version `{plugin}`"));
-    };
-    let compatible = if h.0 == 0 { p == h } else { p.0 == h.0 };
-    if compatible {
-        Ok(())
-    } else {
-        Err(format!(
-            "incompatible plugin API version: built against lh-plugin-api {plugin}, but this host speaks {host}; rebuild the plugin against this lh-plugin-api"
-        ))
-    }
-}
-
 /// Loads the plugin library at `path` and constructs its sampler.
 pub fn load(path: &Path) -> Result<LoadedPlugin> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let header = lib_header_from_path(path).map_err(|e| summarize(path, &e))?;
     let api_version = header.version_strings().version.to_string();
-    check_api_version(&api_version).map_err(|m| plugin_error(path, m))?;
+    lh_plugin_api::check_api_version(SamplerModRef::VERSION_STRINGS.version.as_str(), &api_version).map_err(|m| plugin_error(path, m))?;
     let module = header.init_root_module::<SamplerModRef>().map_err(|e| summarize(path, &e))?;
     let sampler = module.new()().into_result().map_err(|e| plugin_error(path, format!("the plugin failed to start: {}", e.message)))?;
-    let d = sampler.describe();
+    let d = sampler.describe().into_result().map_err(|e| plugin_error(path, format!("describe() failed: {}", e.message)))?.to_description();
     let info = PluginInfo {
-        name: d.name.into(),
-        version: d.version.into(),
+        name: d.name.to_string(),
+        version: d.version.to_string(),
         api_version,
         path: path.to_path_buf(),
         sha256: sha256_hex(&bytes),
-        help: d.help.into(),
-        default_config: d.default_config.into(),
+        help: d.help.to_string(),
+        default_config: d.default_config.to_string(),
     };
     Ok(LoadedPlugin { info, sampler })
 }

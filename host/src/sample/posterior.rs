@@ -2,6 +2,9 @@
 //! log π(θ) = −nβ·L_n(θ) − (γ/2)‖θ − θ*‖². Implements the plugin-api
 //! [`Model`] and counts the work done through it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use lh_plugin_api::{Model, RSlice, RSliceMut, SResult, SamplerError};
 use serde::{Deserialize, Serialize};
 
@@ -11,17 +14,36 @@ use crate::error::{Error, Result};
 /// Work done through the model, counted by the host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Work {
-    /// Gradient evaluations per chain in full-batch equivalents (a minibatch
-    /// of b rows counts b/n).
+    /// Gradient evaluations per chain in full-batch equivalents: the total
+    /// over all chains divided by C (a minibatch of b rows counts b/n, a
+    /// call for K of the C chains K/C).
     pub grad_evals_fge: f64,
     /// Full-batch loss-only evaluations per chain.
     pub loss_evals: u64,
     /// Calls of `logdensity_and_grad`.
     pub full_grad_calls: u64,
+    /// Calls of `logdensity_and_grad_chains` (a subset of the chains).
+    #[serde(default)]
+    pub subset_grad_calls: u64,
     /// Calls of `minibatch_grad`.
     pub minibatch_grad_calls: u64,
     /// Evaluations that returned a non-finite value (counted as divergences).
     pub non_finite: u64,
+}
+
+/// Gradient evaluations per chain so far, readable while the plugin runs
+/// (budgets are checked against it from the trace sink).
+#[derive(Debug, Clone, Default)]
+pub struct GradMeter(Arc<AtomicU64>);
+
+impl GradMeter {
+    /// Gradient evaluations per chain in full-batch equivalents.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
 }
 
 /// The posterior of one run.
@@ -32,6 +54,25 @@ pub struct Posterior {
     gamma: f64,
     l0: f64,
     pub work: Work,
+    meter: GradMeter,
+    /// Scratch for a subset call: which chains it named (C flags, allocated once).
+    named: Vec<bool>,
+}
+
+/// A subset call's chain list: every index < C and none twice.
+fn check_subset(chains: &[u32], named: &mut [bool]) -> std::result::Result<(), SamplerError> {
+    named.iter_mut().for_each(|f| *f = false);
+    let c = named.len();
+    for &k in chains {
+        let slot = named.get_mut(k as usize).ok_or_else(|| SamplerError::fatal(format!("chain {k} is out of range (C = {c})")))?;
+        if std::mem::replace(slot, true) {
+            return Err(SamplerError::fatal(format!("chain {k} is listed twice")));
+        }
+    }
+    if chains.is_empty() {
+        return Err(SamplerError::fatal("an evaluation of no chains"));
+    }
+    Ok(())
 }
 
 impl Posterior {
@@ -39,10 +80,9 @@ impl Posterior {
     pub fn new(mut backend: Box<dyn Backend>, center: Vec<f64>, beta: f64, gamma: f64) -> Result<Self> {
         let (c, d) = (backend.chains(), backend.dim());
         crate::ensure!(center.len() == d, "θ* has {} values, the model D = {d}", center.len());
-        let mut loss = vec![0.0; c];
-        let positions: Vec<f64> = center.iter().copied().cycle().take(c * d).collect();
-        backend.loss_grad(&positions, Batch::Full, &mut loss, None)?;
-        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Work::default() })
+        let mut loss = [0.0];
+        backend.loss_grad(&center, Batch::Full, &mut loss, None)?;
+        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Work::default(), meter: GradMeter::default(), named: vec![false; c] })
     }
 
     /// nβ.
@@ -55,12 +95,23 @@ impl Posterior {
         self.backend.info()
     }
 
-    fn check(&self, positions: usize, per_chain: &[usize], outs: &[usize]) -> std::result::Result<(), SamplerError> {
-        let (c, d) = (self.backend.chains(), self.backend.dim());
-        if positions != c * d {
-            return Err(SamplerError::fatal(format!("positions has {positions} values, expected C·D = {c}·{d}")));
+    /// A live view of the gradient evaluations per chain.
+    pub fn meter(&self) -> GradMeter {
+        self.meter.clone()
+    }
+
+    fn count_grads(&mut self, per_chain: f64) {
+        self.work.grad_evals_fge += per_chain;
+        self.meter.set(self.work.grad_evals_fge);
+    }
+
+    /// Checks a call's buffer sizes for K chains: positions K·D, then each output's expected length.
+    fn check(&self, k: usize, positions: usize, outs: &[(usize, usize)]) -> std::result::Result<(), SamplerError> {
+        let d = self.backend.dim();
+        if positions != k * d {
+            return Err(SamplerError::fatal(format!("positions has {positions} values, expected {k}·D = {k}·{d}")));
         }
-        for (&want, &got) in per_chain.iter().zip(outs) {
+        for &(got, want) in outs {
             if got != want {
                 return Err(SamplerError::fatal(format!("an output buffer has {got} values, expected {want}")));
             }
@@ -86,15 +137,26 @@ impl Posterior {
         }
     }
 
-    /// Maps a backend error: a non-finite value is recoverable (a divergence), anything else fatal.
-    fn map_err(&mut self, e: Error) -> SamplerError {
-        match e {
-            Error::Numerical(m) => {
+    /// The outcome of one backend evaluation of K chains (`ids[k]` the global
+    /// index of the k-th, `None` for 0..K): a non-finite value anywhere in a
+    /// chain's outputs is a recoverable error listing those chains; any other
+    /// backend error is fatal.
+    fn outcome(&mut self, r: Result<()>, ids: Option<&[u32]>, loss: &[f64], logp: Option<&[f64]>, grads: Option<&[f64]>) -> SResult<()> {
+        let d = self.backend.dim();
+        let finite = |k: usize| {
+            loss[k].is_finite() && logp.is_none_or(|lp| lp[k].is_finite()) && grads.is_none_or(|g| g[k * d..(k + 1) * d].iter().all(|v| v.is_finite()))
+        };
+        let r = match r {
+            Ok(()) if (0..loss.len()).all(finite) => Ok(()),
+            Ok(()) | Err(Error::Numerical(_)) => {
                 self.work.non_finite += 1;
-                SamplerError::recoverable(m)
+                let chains: Vec<u32> = (0..loss.len()).filter(|&k| !finite(k)).map(|k| ids.map_or(k as u32, |ids| ids[k])).collect();
+                let list = chains.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                Err(SamplerError::non_finite(chains, format!("non-finite log-density, loss or gradient for chain(s) {list}")))
             }
-            other => SamplerError::fatal(other.to_string()),
-        }
+            Err(e) => Err(SamplerError::fatal(e.to_string())),
+        };
+        r.into()
     }
 }
 
@@ -129,14 +191,35 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(positions.len(), &[c * d, c, c], &[grads.len(), logp.len(), loss.len()]) {
+        if let Err(e) = self.check(c, positions.len(), &[(grads.len(), c * d), (logp.len(), c), (loss.len(), c)]) {
             return Err(e).into();
         }
         self.work.full_grad_calls += 1;
-        self.work.grad_evals_fge += 1.0;
+        self.count_grads(1.0);
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
-        r.map_err(|e| self.map_err(e)).into()
+        self.outcome(r, None, &loss, Some(&logp), Some(&grads))
+    }
+
+    fn logdensity_and_grad_chains(
+        &mut self,
+        chains: RSlice<'_, u32>,
+        positions: RSlice<'_, f64>,
+        mut grads: RSliceMut<'_, f64>,
+        mut logp: RSliceMut<'_, f64>,
+        mut loss: RSliceMut<'_, f64>,
+    ) -> SResult<()> {
+        let (c, d, k) = (self.backend.chains(), self.backend.dim(), chains.len());
+        let checked =
+            check_subset(&chains, &mut self.named).and_then(|()| self.check(k, positions.len(), &[(grads.len(), k * d), (logp.len(), k), (loss.len(), k)]));
+        if let Err(e) = checked {
+            return Err(e).into();
+        }
+        self.work.subset_grad_calls += 1;
+        self.count_grads(k as f64 / c as f64);
+        let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
+        self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
+        self.outcome(r, Some(&chains), &loss, Some(&logp), Some(&grads))
     }
 
     fn minibatch_grad(
@@ -147,23 +230,24 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(positions.len(), &[c * d, c], &[grads.len(), loss.len()]) {
+        if let Err(e) = self.check(c, positions.len(), &[(grads.len(), c * d), (loss.len(), c)]) {
             return Err(e).into();
         }
         self.work.minibatch_grad_calls += 1;
-        self.work.grad_evals_fge += rows.len() as f64 / self.backend.n_data() as f64;
+        self.count_grads(rows.len() as f64 / self.backend.n_data() as f64);
         let r = self.backend.loss_grad(&positions, Batch::Rows(&rows), &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, None);
-        r.map_err(|e| self.map_err(e)).into()
+        self.outcome(r, None, &loss, None, Some(&grads))
     }
 
     fn loss(&mut self, positions: RSlice<'_, f64>, mut loss: RSliceMut<'_, f64>) -> SResult<()> {
         let c = self.backend.chains();
-        if let Err(e) = self.check(positions.len(), &[c], &[loss.len()]) {
+        if let Err(e) = self.check(c, positions.len(), &[(loss.len(), c)]) {
             return Err(e).into();
         }
         self.work.loss_evals += 1;
-        self.backend.loss_grad(&positions, Batch::Full, &mut loss, None).map_err(|e| self.map_err(e)).into()
+        let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, None);
+        self.outcome(r, None, &loss, None, None)
     }
 }
 
@@ -193,5 +277,45 @@ mod tests {
         assert_eq!(p.work.full_grad_calls, 1);
         let bad = p.loss(RSlice::from_slice(&pos[..2]), RSliceMut::from_mut_slice(&mut l)).unwrap_err();
         assert!(bad.message.contains("positions has 2 values"));
+    }
+
+    fn subset(p: &mut Posterior, chains: &[u32], pos: &[f64]) -> (SResult<()>, Vec<f64>, Vec<f64>) {
+        let (k, d) = (chains.len(), p.dim());
+        let (mut g, mut lp, mut l) = (vec![0.0; k * d], vec![0.0; k], vec![0.0; k]);
+        let r = p.logdensity_and_grad_chains(
+            RSlice::from_slice(chains),
+            RSlice::from_slice(pos),
+            RSliceMut::from_mut_slice(&mut g),
+            RSliceMut::from_mut_slice(&mut lp),
+            RSliceMut::from_mut_slice(&mut l),
+        );
+        (r, lp, g)
+    }
+
+    /// A call for K of the C chains evaluates those K only, counts K/C
+    /// gradient evaluations per chain, and names non-finite chains by their
+    /// global index, as data.
+    #[test]
+    fn subset_evaluations_count_and_report_their_chains() {
+        let center = vec![0.0, 0.0];
+        let mut p = Posterior::new(Box::new(QuadraticBackend::new(center.clone(), 100, 4)), center, 0.5, 3.0).unwrap();
+        let meter = p.meter();
+        let (r, lp, g) = subset(&mut p, &[3, 1], &[1.0, 0.0, 0.0, 2.0]);
+        r.unwrap();
+        assert_eq!(lp, [-53.0 * 0.5, -53.0 * 2.0]);
+        assert_eq!(g, [-53.0, 0.0, 0.0, -106.0]);
+        assert_eq!(p.work.grad_evals_fge, 0.5);
+        assert_eq!(meter.get(), 0.5);
+        assert_eq!(p.work.subset_grad_calls, 1);
+        let (r, ..) = subset(&mut p, &[2, 0], &[f64::NAN, 0.0, 1.0, 1.0]);
+        let e = r.unwrap_err();
+        assert!(e.is_recoverable());
+        assert_eq!(e.chains.as_slice(), &[2]);
+        assert!(e.message.contains("chain(s) 2"), "{}", e.message);
+        assert_eq!(p.work.non_finite, 1);
+        assert!(subset(&mut p, &[1, 1], &[0.0; 4]).0.unwrap_err().message.contains("listed twice"));
+        assert!(subset(&mut p, &[4], &[0.0; 2]).0.unwrap_err().message.contains("out of range"));
+        assert!(subset(&mut p, &[0], &[0.0; 4]).0.unwrap_err().message.contains("positions has 4 values"));
+        assert_eq!(p.work.grad_evals_fge, 1.0, "refused calls count nothing");
     }
 }

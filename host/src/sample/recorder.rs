@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lh_plugin_api::{Plan, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
+use lh_plugin_api::{stat_names, Plan, PlanRef, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
 
 use crate::progress::{Monitor, Progress};
+
+/// The most draws [`Recorder`] reserves room for up front.
+const RESERVE_MAX: usize = 1 << 16;
 
 /// The host side of [`TraceSink`]: validates and keeps every draw.
 pub struct Recorder<'m> {
@@ -38,14 +41,16 @@ impl<'m> Recorder<'m> {
 }
 
 impl TraceSink for Recorder<'_> {
-    fn begin(&mut self, plan: Plan) -> SResult<()> {
+    fn begin(&mut self, plan: PlanRef) -> SResult<()> {
+        let plan = plan.to_plan();
         let r = if self.plan.is_some() {
             Err(SamplerError::fatal("begin() was called twice"))
         } else if plan.burn_in > plan.draws {
             Err(SamplerError::fatal(format!("burn-in {} exceeds the {} announced draws", plan.burn_in, plan.draws)))
         } else {
             self.plan = Some(plan);
-            self.loss.reserve(plan.draws);
+            // Announced draws may be a large cap (`--until`): reserve a bounded amount.
+            self.loss.reserve(plan.draws.min(RESERVE_MAX));
             Ok(())
         };
         r.into()
@@ -74,6 +79,9 @@ impl TraceSink for Recorder<'_> {
                 return Err(SamplerError::fatal(format!("draw {draw} has {} stats, earlier draws had {}", stats.len(), self.stats.len())));
             }
             for s in stats.iter() {
+                if stat_names::RESERVED.contains(&s.name.as_str()) {
+                    return Err(SamplerError::fatal(format!("stat `{}` uses a name the host reserves", s.name)));
+                }
                 if s.values.len() != self.chains {
                     return Err(SamplerError::fatal(format!("stat `{}` at draw {draw} has {} values for {} chains", s.name, s.values.len(), self.chains)));
                 }

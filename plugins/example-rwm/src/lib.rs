@@ -8,11 +8,10 @@
 //! here from L_n, nβ, γ and θ*.
 
 use lh_plugin_api::*;
-use rand_distr::{Distribution, StandardNormal, Uniform};
 
 /// The plugin's config: every key has a default, unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "lh_plugin_api::serde", deny_unknown_fields)]
 struct Config {
     /// Draws per chain, burn-in included.
     draws: usize,
@@ -45,9 +44,9 @@ impl Sampler for Rwm {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        // Parses the config (unknown keys are errors) and runs, turning a panic into an error.
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        // Unknown keys are errors; export_sampler! turns a panic into an error.
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -66,7 +65,6 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let n_beta = model.n_data() as f64 * model.beta();
     let gamma = model.gamma();
     let mut rngs = chain_rngs(seed, c);
-    let unit = Uniform::new(0.0, 1.0).map_err(|e| SamplerError::fatal(e.to_string()))?;
 
     let mut theta: Vec<f64> = center.iter().copied().cycle().take(c * d).collect();
     let mut loss = vec![0.0; c];
@@ -77,7 +75,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let mut proposal = theta.clone();
     let mut prop_loss = vec![0.0; c];
 
-    sink.begin(Plan { draws: cfg.draws, burn_in: cfg.burn_in, independent: false }).into_result()?;
+    sink.begin(Plan { draws: cfg.draws, burn_in: cfg.burn_in, independent: false }.into()).into_result()?;
     sink.phase("warmup".into());
     for draw in 0..cfg.draws {
         if draw == cfg.burn_in {
@@ -88,8 +86,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         for _ in 0..cfg.thin {
             for k in 0..c {
                 for i in 0..d {
-                    let z: f64 = StandardNormal.sample(&mut rngs[k]);
-                    proposal[k * d + i] = theta[k * d + i] + sigma[k] * z;
+                    proposal[k * d + i] = theta[k * d + i] + sigma[k] * rngs[k].standard_normal();
                 }
             }
             // A non-finite proposal is simply rejected (the host counts it).
@@ -98,7 +95,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
             for k in 0..c {
                 let lp = log_density(prop_loss[k], &proposal[k * d..(k + 1) * d], &center, n_beta, gamma);
                 let accept_prob = if ok && lp.is_finite() { (lp - logp[k]).exp().min(1.0) } else { 0.0 };
-                if unit.sample(&mut rngs[k]) < accept_prob {
+                if rngs[k].uniform() < accept_prob {
                     theta[k * d..(k + 1) * d].copy_from_slice(&proposal[k * d..(k + 1) * d]);
                     logp[k] = lp;
                     loss[k] = prop_loss[k];
@@ -112,7 +109,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
             }
         }
         let acc: Vec<f64> = accepted.iter().map(|a| a / tried).collect();
-        let stats = [Stat::new("acceptance_rate", &acc), Stat::new("step_size", &sigma)];
+        let stats = [Stat::new(stat_names::ACCEPTANCE_RATE, &acc), Stat::new(stat_names::STEP_SIZE, &sigma)];
         sink.record(draw, loss.as_slice().into(), stats.as_slice().into()).into_result()?;
         sink.progress(draw + 1, cfg.draws);
         if sink.should_stop() {
@@ -120,7 +117,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         }
     }
     let mean_sigma = sigma.iter().sum::<f64>() / c as f64;
-    Ok(RunSummary { tuned: vec![Tuned { name: "step_size_mean".into(), value: mean_sigma }].into(), notes: RString::new() })
+    Ok(RunSummary { tuned: vec![Tuned::new("step_size_mean", mean_sigma)].into(), notes: RString::new() })
 }
 
 export_sampler!(Rwm);

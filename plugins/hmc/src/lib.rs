@@ -11,12 +11,10 @@ pub mod adaptation;
 
 use adaptation::{schedule, WindowAdaptation};
 use lh_plugin_api::*;
-use rand::RngExt as _;
-use rand_distr::{Distribution, StandardNormal};
 
 /// HMC's config; every key has a default and unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "lh_plugin_api::serde", deny_unknown_fields)]
 pub struct Config {
     /// Recorded transitions per chain after warm-up.
     pub draws: usize,
@@ -60,8 +58,8 @@ impl Sampler for Hmc {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -78,7 +76,7 @@ struct State {
 /// values in place for the energy check to reject.
 fn evaluate(model: &mut ModelMut<'_>, x: &[f64], grad: &mut [f64], logp: &mut [f64], loss: &mut [f64]) -> Result<(), SamplerError> {
     match model.logdensity_and_grad(x.into(), grad.into(), logp.into(), loss.into()).into_result() {
-        Err(e) if e.kind == ErrorKind::Fatal => Err(e),
+        Err(e) if !e.is_recoverable() => Err(e),
         _ => Ok(()),
     }
 }
@@ -137,7 +135,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let mut adapt: Vec<WindowAdaptation> = (0..c).map(|_| WindowAdaptation::new(d, cfg.initial_step_size)).collect();
     let plan = schedule(cfg.warmup);
     let total = cfg.warmup + cfg.draws;
-    sink.begin(Plan { draws: total, burn_in: cfg.warmup, independent: false }).into_result()?;
+    sink.begin(Plan { draws: total, burn_in: cfg.warmup, independent: false }.into()).into_result()?;
     sink.phase("warmup".into());
     let mut eps = vec![if cfg.warmup > 0 { cfg.initial_step_size } else { cfg.step_size }; c];
     let mut inv_mass = vec![1.0; c * d];
@@ -162,11 +160,10 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         for k in 0..c {
             let rng = &mut rngs[k];
             for i in k * d..(k + 1) * d {
-                let z: f64 = StandardNormal.sample(rng);
-                p[i] = z / inv_mass[i].sqrt();
+                p[i] = rng.standard_normal() / inv_mass[i].sqrt();
             }
             h0[k] = -state.logp[k] + kinetic(&p[k * d..(k + 1) * d], &inv_mass[k * d..(k + 1) * d]);
-            let jitter = if sampling && cfg.step_size_jitter > 0.0 { 1.0 + cfg.step_size_jitter * (2.0 * rng.random::<f64>() - 1.0) } else { 1.0 };
+            let jitter = if sampling && cfg.step_size_jitter > 0.0 { 1.0 + cfg.step_size_jitter * (2.0 * rng.uniform() - 1.0) } else { 1.0 };
             eps_used[k] = eps[k] * jitter;
         }
         proposal.clone_from(&state);
@@ -188,7 +185,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
             let div = -delta > cfg.divergence_threshold;
             divergent[k] = f64::from(u8::from(div));
             n_divergent += usize::from(div && sampling);
-            if rngs[k].random::<f64>() < acc[k] {
+            if rngs[k].uniform() < acc[k] {
                 energy[k] = h1;
                 state.x[k * d..(k + 1) * d].copy_from_slice(&proposal.x[k * d..(k + 1) * d]);
                 state.grad[k * d..(k + 1) * d].copy_from_slice(&proposal.grad[k * d..(k + 1) * d]);
@@ -201,8 +198,12 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
                 inv_mass[k * d..(k + 1) * d].copy_from_slice(&adapt[k].inverse_mass);
             }
         }
-        let stats =
-            [Stat::new("acceptance_rate", &acc), Stat::new("step_size", &eps_used), Stat::new("energy", &energy), Stat::new("is_divergent", &divergent)];
+        let stats = [
+            Stat::new(stat_names::ACCEPTANCE_RATE, &acc),
+            Stat::new(stat_names::STEP_SIZE, &eps_used),
+            Stat::new(stat_names::ENERGY, &energy),
+            Stat::new(stat_names::IS_DIVERGENT, &divergent),
+        ];
         sink.record(t, state.loss.as_slice().into(), stats.as_slice().into()).into_result()?;
         sink.progress(t + 1, total);
         if sink.should_stop() {
@@ -210,11 +211,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let tuned = vec![
-        Tuned { name: "step_size_mean".into(), value: mean(&eps) },
-        Tuned { name: "inverse_mass_mean".into(), value: mean(&inv_mass) },
-        Tuned { name: "divergences".into(), value: n_divergent as f64 },
-    ];
+    let tuned = vec![Tuned::new("step_size_mean", mean(&eps)), Tuned::new("inverse_mass_mean", mean(&inv_mass)), Tuned::new("divergences", n_divergent as f64)];
     Ok(RunSummary { tuned: tuned.into(), notes: RString::new() })
 }
 

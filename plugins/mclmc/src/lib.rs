@@ -13,11 +13,10 @@ pub mod integrator;
 
 use integrator::{mclachlan_step, partial_refresh, Chains, Params};
 use lh_plugin_api::*;
-use rand_distr::{Distribution, StandardNormal};
 
 /// MCLMC's config; every key has a default and unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "lh_plugin_api::serde", deny_unknown_fields)]
 pub struct Config {
     /// Recorded steps per chain after tuning.
     pub draws: usize,
@@ -65,8 +64,8 @@ impl Sampler for Mclmc {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -94,7 +93,7 @@ struct StepInfo {
 impl Run<'_, '_> {
     fn eval(model: &mut ModelMut<'_>, x: &[f64], g: &mut [f64], lp: &mut [f64], l: &mut [f64]) -> Result<(), SamplerError> {
         match model.logdensity_and_grad(x.into(), g.into(), lp.into(), l.into()).into_result() {
-            Err(e) if e.kind == ErrorKind::Fatal => Err(e),
+            Err(e) if !e.is_recoverable() => Err(e),
             _ => Ok(()),
         }
     }
@@ -106,12 +105,12 @@ impl Run<'_, '_> {
         let before = self.chains.clone();
         let half: Vec<f64> = self.eps.iter().map(|e| e / 2.0).collect();
         let rngs = &mut self.rngs;
-        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| StandardNormal.sample(&mut rngs[k]));
+        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| rngs[k].standard_normal());
         let model = &mut self.model;
         let kinetic =
             mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| Self::eval(model, x, g, lp, l))?;
         let rngs = &mut self.rngs;
-        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| StandardNormal.sample(&mut rngs[k]));
+        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| rngs[k].standard_normal());
         let mut info = StepInfo { energy_change: vec![0.0; c], ok: vec![true; c] };
         for k in 0..c {
             let r = k * d..(k + 1) * d;
@@ -125,16 +124,14 @@ impl Run<'_, '_> {
                 self.chains.logp[k] = before.logp[k];
                 self.chains.loss[k] = before.loss[k];
                 // A fresh random direction, as BlackJAX does after a NaN.
-                let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut self.rngs[k])).collect();
-                let n = z.iter().map(|v| v * v).sum::<f64>().sqrt();
-                self.chains.u[r].iter_mut().zip(&z).for_each(|(u, v)| *u = v / n);
+                random_unit(&mut self.rngs[k], &mut self.chains.u[r]);
             }
         }
         Ok(info)
     }
 
     fn record(&mut self, info: &StepInfo) -> Result<(), SamplerError> {
-        let stats = [Stat::new("energy_change", &info.energy_change), Stat::new("step_size", &self.eps), Stat::new("L", &self.l)];
+        let stats = [Stat::new(stat_names::ENERGY_CHANGE, &info.energy_change), Stat::new(stat_names::STEP_SIZE, &self.eps), Stat::new("L", &self.l)];
         self.sink.record(self.draw, self.chains.loss.as_slice().into(), stats.as_slice().into()).into_result()?;
         self.draw += 1;
         self.sink.progress(self.draw, self.total);
@@ -199,6 +196,13 @@ pub fn ess_single_chain(x: &[f64]) -> f64 {
     ess_geyer(1, n, var0 * nf / (nf - 1.0), var0, acov)
 }
 
+/// A uniformly random unit vector into `u`.
+fn random_unit(rng: &mut ChainRng, u: &mut [f64]) {
+    rng.fill_standard_normal(u);
+    let n = u.iter().map(|v| v * v).sum::<f64>().sqrt();
+    u.iter_mut().for_each(|v| *v /= n);
+}
+
 /// nβ + γ: the curvature scale of the tempered, localised posterior.
 fn posterior_curvature(model: &ModelMut<'_>) -> f64 {
     model.n_data() as f64 * model.beta() + model.gamma()
@@ -218,10 +222,8 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
     let mut rngs = chain_rngs(seed, c);
     let x = jittered_start(&center, cfg.init_jitter, &mut rngs);
     let mut u = vec![0.0; c * d];
-    for (k, rng) in rngs.iter_mut().enumerate() {
-        let z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
-        let n = z.iter().map(|v| v * v).sum::<f64>().sqrt();
-        u[k * d..(k + 1) * d].iter_mut().zip(&z).for_each(|(ui, v)| *ui = v / n);
+    for (rng, uk) in rngs.iter_mut().zip(u.chunks_mut(d)) {
+        random_unit(rng, uk);
     }
     let n = cfg.num_steps as f64;
     let (n1, n2) = ((n * cfg.frac_tune1) as usize + 1, (n * cfg.frac_tune2) as usize + 1);
@@ -229,7 +231,7 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
     let n3 = if cfg.frac_tune3 > 0.0 { (n * cfg.frac_tune3) as usize } else { 0 };
     let tuning = if cfg.tune { n1 + n2 + n2b + n3 } else { 0 };
     let total = tuning + cfg.draws;
-    sink.begin(Plan { draws: total, burn_in: tuning, independent: false }).into_result()?;
+    sink.begin(Plan { draws: total, burn_in: tuning, independent: false }.into()).into_result()?;
     // BlackJAX starts from L = √D, ε = 0.25·√D, which assumes a posterior of unit
     // scale. This one has scale about σ = 1/√(nβ + γ) (exactly, for the quadratic),
     // so the defaults are scaled by σ; with nβ ≈ 2000 (the `base` target) the
@@ -298,7 +300,7 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
         r.record(&info)?;
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let tuned = vec![Tuned { name: "L_mean".into(), value: mean(&r.l) }, Tuned { name: "step_size_mean".into(), value: mean(&r.eps) }];
+    let tuned = vec![Tuned::new("L_mean", mean(&r.l)), Tuned::new("step_size_mean", mean(&r.eps))];
     Ok(RunSummary { tuned: tuned.into(), notes: RString::new() })
 }
 
@@ -311,14 +313,13 @@ mod tests {
     #[test]
     fn ess_of_iid_and_correlated_draws() {
         let mut r = chain_rngs(1, 1).remove(0);
-        let iid: Vec<f64> = (0..4000).map(|_| StandardNormal.sample(&mut r)).collect();
+        let iid: Vec<f64> = (0..4000).map(|_| r.standard_normal()).collect();
         let e = ess_single_chain(&iid);
         assert!((3000.0..5000.0).contains(&e), "{e}");
         // AR(1) with ρ = 0.9: ESS ≈ n(1 − ρ)/(1 + ρ) ≈ 210.
         let mut ar = vec![0.0; 4000];
         for t in 1..4000 {
-            let z: f64 = StandardNormal.sample(&mut r);
-            ar[t] = 0.9 * ar[t - 1] + z;
+            ar[t] = 0.9 * ar[t - 1] + r.standard_normal();
         }
         let e = ess_single_chain(&ar);
         assert!((130.0..320.0).contains(&e), "{e}");

@@ -20,11 +20,10 @@
 //! oracle it over-estimates λ̂ by 11–16 % whatever the step size.
 
 use lh_plugin_api::*;
-use rand_distr::{Distribution, StandardNormal};
 
 /// The preconditioner.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(crate = "lh_plugin_api::serde", rename_all = "snake_case")]
 pub enum Precond {
     None,
     Rmsprop,
@@ -33,8 +32,8 @@ pub enum Precond {
 }
 
 /// Which loss the recorded trace holds.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(crate = "lh_plugin_api::serde", rename_all = "snake_case")]
 pub enum TraceLoss {
     /// Full-batch L_n at the recorded states (one extra loss evaluation per record).
     Full,
@@ -43,8 +42,8 @@ pub enum TraceLoss {
 }
 
 /// SGLD's config; every key has a default and unknown keys are errors.
-#[derive(serde::Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "lh_plugin_api::serde", deny_unknown_fields)]
 pub struct Config {
     /// SGLD steps per chain, burn-in included.
     pub steps: usize,
@@ -88,8 +87,8 @@ impl Sampler for Sgld {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -147,7 +146,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let (mut pvec, mut drift, mut g_loss) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
     let draws = cfg.steps / cfg.eval_every;
     let burn_in = cfg.burn_in.div_ceil(cfg.eval_every).min(draws);
-    sink.begin(Plan { draws, burn_in, independent: false }).into_result()?;
+    sink.begin(Plan { draws, burn_in, independent: false }.into()).into_result()?;
     sink.phase("sampling".into());
     let mut p_mean = vec![0.0; c];
 
@@ -164,8 +163,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
             let rng = &mut rngs[k];
             for i in 0..d {
                 let total = gamma * (th[i] - center[i]) + n_beta * drift[i];
-                let z: f64 = StandardNormal.sample(rng);
-                th[i] += -0.5 * cfg.step_size * pvec[i] * total + (cfg.step_size * pvec[i]).sqrt() * z;
+                th[i] += -0.5 * cfg.step_size * pvec[i] * total + (cfg.step_size * pvec[i]).sqrt() * rng.standard_normal();
             }
             p_mean[k] = pvec.iter().sum::<f64>() / d as f64;
         }

@@ -23,11 +23,10 @@
 //!   is the full-batch ELBO estimate of that draw.
 
 use lh_plugin_api::*;
-use rand_distr::{Distribution, StandardNormal};
 
 /// Learning-rate schedule after the linear warm-up.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(crate = "lh_plugin_api::serde", rename_all = "snake_case")]
 pub enum Schedule {
     /// lr after warm-up.
     Constant,
@@ -38,8 +37,8 @@ pub enum Schedule {
 }
 
 /// The diagonal pre-conditioning of parameter space (ALGORITHMS.md §5.4.1).
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(crate = "lh_plugin_api::serde", rename_all = "snake_case")]
 pub enum Whitening {
     /// θ = θ* + ṽ.
     None,
@@ -65,8 +64,8 @@ pub enum Whitening {
 macro_rules! vi_config {
     ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(::serde::Deserialize, Debug, Clone)]
-        #[serde(deny_unknown_fields)]
+        #[derive(::lh_plugin_api::Deserialize, Debug, Clone)]
+        #[serde(crate = "lh_plugin_api::serde", deny_unknown_fields)]
         pub struct $name {
             /// Optimisation steps per chain (one draw of q and one minibatch gradient each).
             pub steps: usize,
@@ -272,7 +271,7 @@ pub fn run<F: Family>(
     let center = model.center().to_vec();
     let (n_beta, gamma) = (model.n_data() as f64 * model.beta(), model.gamma());
     let records = cfg.steps / cfg.eval_every;
-    sink.begin(Plan { draws: records + cfg.eval_samples, burn_in: records, independent: true }).into_result()?;
+    sink.begin(Plan { draws: records + cfg.eval_samples, burn_in: records, independent: true }.into()).into_result()?;
 
     let mut phis: Vec<Vec<f64>> = rngs.iter_mut().map(|r| family.init(r)).collect();
     let mut adams: Vec<Adam> = (0..c).map(|_| Adam::new(family.n_params())).collect();
@@ -308,7 +307,7 @@ pub fn run<F: Family>(
             let draw = step / cfg.eval_every;
             let elbo: Vec<f64> = elbo_sum.iter().map(|e| e / cfg.eval_every as f64).collect();
             elbo_sum.fill(0.0);
-            sink.record(draw, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into()).into_result()?;
+            sink.record(draw, loss.as_slice().into(), [Stat::new(stat_names::ELBO, &elbo), Stat::new("grad_norm", &norms)].as_slice().into()).into_result()?;
             sink.progress(draw + 1, records);
             if sink.should_stop() {
                 return Ok(Fit { phis, elbo });
@@ -328,7 +327,8 @@ pub fn run<F: Family>(
             final_elbo[k] += elbo[k] / cfg.eval_samples as f64;
         }
         evaluation.adjust(model, &phis, &theta, &mut loss)?;
-        sink.record(records + s, loss.as_slice().into(), [Stat::new("elbo", &elbo), Stat::new("grad_norm", &norms)].as_slice().into()).into_result()?;
+        sink.record(records + s, loss.as_slice().into(), [Stat::new(stat_names::ELBO, &elbo), Stat::new("grad_norm", &norms)].as_slice().into())
+            .into_result()?;
         if sink.should_stop() {
             break;
         }
@@ -380,7 +380,7 @@ pub fn sigmoid(x: f64) -> f64 {
 
 /// A standard normal vector of length `n` from `rng`.
 pub fn normals(rng: &mut ChainRng, out: &mut [f64]) {
-    out.iter_mut().for_each(|x| *x = StandardNormal.sample(rng));
+    rng.fill_standard_normal(out);
 }
 
 #[cfg(test)]
@@ -475,6 +475,16 @@ mod tests {
         }
         fn loss(&mut self, _: RSlice<'_, f64>, _: RSliceMut<'_, f64>) -> SResult<()> {
             unreachable!("hvp uses full-batch gradients")
+        }
+        fn logdensity_and_grad_chains(
+            &mut self,
+            _: RSlice<'_, u32>,
+            _: RSlice<'_, f64>,
+            _: RSliceMut<'_, f64>,
+            _: RSliceMut<'_, f64>,
+            _: RSliceMut<'_, f64>,
+        ) -> SResult<()> {
+            unreachable!("hvp evaluates every chain")
         }
     }
 

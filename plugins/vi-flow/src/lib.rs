@@ -65,7 +65,6 @@
 
 use lh_plugin_api::*;
 use lh_vi_common::{self as vi, sigmoid, softplus, Family};
-use rand::seq::SliceRandom;
 
 vi::vi_config!(
     /// vi-flow's config: the shared optimisation keys and the family's own; unknown keys are errors.
@@ -110,8 +109,8 @@ impl Sampler for ViFlow {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -157,7 +156,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         ("scale_multiplier_mean", mean(&|p| family.scale_multiplier_mean(p))),
     ];
     Ok(RunSummary {
-        tuned: tuned.iter().map(|(name, value)| Tuned { name: (*name).into(), value: *value }).collect(),
+        tuned: tuned.iter().map(|(name, value)| Tuned::new(name, *value)).collect(),
         notes: format!(
             "vi-flow: d = {} of D = {}, {} coupling layers, σ⊥ {}; draws are i.i.d. from each chain's fitted q",
             family.d,
@@ -350,7 +349,7 @@ impl Flow {
                 if d == 2 {
                     perm.reverse();
                 } else {
-                    perm.shuffle(rng);
+                    rng.shuffle(&mut perm);
                 }
                 Coupling { keep, mlp, perm }
             })
@@ -367,7 +366,6 @@ impl Flow {
     /// uniform(±1/√fan_in) except the last layer of each, which is zero with
     /// the raw-scale bias at softplus⁻¹(1 − 0.01), so that T is the identity.
     pub fn init(&self, rng: &mut ChainRng, phi: &mut [f64]) {
-        use rand::RngExt;
         phi[..2 * self.d].fill(0.0);
         let raw_one = ((1.0 - MIN_SCALE).exp() - 1.0).ln();
         for c in &self.couplings {
@@ -380,7 +378,7 @@ impl Flow {
                     phi[layer.b + m..layer.b + 2 * m].fill(raw_one);
                 } else {
                     let lim = 1.0 / (layer.n_in.max(1) as f64).sqrt();
-                    params.iter_mut().for_each(|p| *p = rng.random_range(-lim..lim));
+                    params.iter_mut().for_each(|p| *p = lim * (2.0 * rng.uniform() - 1.0));
                 }
             }
         }

@@ -32,7 +32,6 @@
 
 use lh_plugin_api::*;
 use lh_vi_common::{self as vi, sigmoid, softplus, Evaluation, Family};
-use rand::RngExt;
 
 vi::vi_config!(
     /// VI-MFA's config: the shared optimisation keys and the family's own; unknown keys are errors.
@@ -74,8 +73,8 @@ impl Sampler for ViMfa {
         }
     }
 
-    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: RStr<'_>, seed: u64) -> SResult<RunSummary> {
-        run_with_config(config, |cfg: Config| run(model, sink, &cfg, seed))
+    fn run(&mut self, model: ModelMut<'_>, sink: SinkMut<'_>, config: &str, seed: u64) -> Result<RunSummary, SamplerError> {
+        run(model, sink, &parse_config(config)?, seed)
     }
 }
 
@@ -225,7 +224,7 @@ impl Family for Mfa {
     fn sample(&self, phi: &[f64], rng: &mut ChainRng, theta: &mut [f64], draw: &mut Draw) -> f64 {
         let (dim, r) = (self.dim, self.rank);
         let pi = self.weights(phi);
-        let u: f64 = rng.random();
+        let u = rng.uniform();
         let mut acc = 0.0;
         draw.component = pi
             .iter()
@@ -345,7 +344,7 @@ impl Evaluation for ControlVariate<'_> {
             .zip(self.rngs.iter_mut())
             .flat_map(|(phi, rng)| {
                 let diag = self.mfa.diag(phi);
-                (0..d).map(|i| if rng.random::<bool>() { 1.0 } else { -1.0 } * self.mfa.scales[i] * diag[i]).collect::<Vec<_>>()
+                (0..d).map(|i| if rng.uniform() < 0.5 { 1.0 } else { -1.0 } * self.mfa.scales[i] * diag[i]).collect::<Vec<_>>()
             })
             .collect();
         let q_u = quad_forms(&probes, &vi::hvp(model, &probes, self.h)?, d);
@@ -395,8 +394,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         if cv.plain.len() > 1 {
             let plain_llc = n_beta * (cv.plain.iter().sum::<f64>() / cv.plain.len() as f64 - model.l0());
             let reduction = variance(&cv.plain) / variance(&cv.adjusted).max(1e-300);
-            summary.tuned.push(Tuned { name: "llc_without_cv".into(), value: plain_llc });
-            summary.tuned.push(Tuned { name: "cv_variance_reduction".into(), value: reduction });
+            summary.tuned.push(Tuned::new("llc_without_cv", plain_llc));
+            summary.tuned.push(Tuned::new("cv_variance_reduction", reduction));
         }
         summary.notes = "independent draws of q; the recorded L_n values are Hessian-control-variate adjusted (unbiased for E_q[L_n])".into();
         fit
@@ -404,7 +403,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         summary.notes = "independent draws of q; the recorded L_n values are plain".into();
         vi::run(&mut model, &mut sink, &mfa, &opt, &mut batches, &mut rngs, &mut vi::Plain)?
     };
-    summary.tuned.push(Tuned { name: "elbo_final".into(), value: fit.elbo.iter().sum::<f64>() / c as f64 });
+    summary.tuned.push(Tuned::new("elbo_final", fit.elbo.iter().sum::<f64>() / c as f64));
     Ok(summary)
 }
 

@@ -245,9 +245,10 @@ impl<T: Real + Pod> WgpuBackend<T> {
         q.submit([]);
     }
 
-    /// Writes every dispatch's parameters for a batch of `rows` rows whose
-    /// indices start at `idx_base`; returns the bytes used.
-    fn write_params(&mut self, rows: usize, idx_base: usize) -> usize {
+    /// Writes every dispatch's parameters for `chains` (≤ C) chains and a
+    /// batch of `rows` rows whose indices start at `idx_base`; returns the
+    /// bytes used.
+    fn write_params(&mut self, chains: usize, rows: usize, idx_base: usize) -> usize {
         let d_out = self.spec.out_dim;
         let n_layers = self.layout.len();
         let stride = self.params_stride as usize;
@@ -259,7 +260,7 @@ impl<T: Real + Pod> WgpuBackend<T> {
                 rows: chunk as u32,
                 row0: row0 as u32,
                 idx_base: idx_base as u32,
-                chains: self.chains as u32,
+                chains: chains as u32,
                 dim: self.spec.n_params() as u32,
                 split_rows: chunk.div_ceil(splits) as u32,
                 splits: splits as u32,
@@ -292,10 +293,11 @@ impl<T: Real + Pod> WgpuBackend<T> {
         slot * stride
     }
 
-    /// Records the evaluation of a batch of `rows` rows into `encoder`.
-    fn record(&self, encoder: &mut ::wgpu::CommandEncoder, rows: usize, want_grad: bool) {
+    /// Records the evaluation of `chains` (≤ C) chains on a batch of `rows`
+    /// rows into `encoder`.
+    fn record(&self, encoder: &mut ::wgpu::CommandEncoder, chains: usize, rows: usize, want_grad: bool) {
         let n_layers = self.layout.len();
-        let c = self.chains as u32;
+        let c = chains as u32;
         let tiles = |v: usize| (v as u32).div_ceil(GEMM_TILE);
         // Workgroups (x, y) of THREADS threads for `elements` elements, as
         // few rows of at most max_groups as hold them.
@@ -304,7 +306,7 @@ impl<T: Real + Pod> WgpuBackend<T> {
             let x = groups.min(self.max_groups);
             (x, groups.div_ceil(x))
         };
-        let (reduce_x, reduce_y) = grid(self.chains * self.spec.n_params());
+        let (reduce_x, reduce_y) = grid(chains * self.spec.n_params());
         let mut pass = encoder.begin_compute_pass(&::wgpu::ComputePassDescriptor { label: Some("loss and gradient"), timestamp_writes: None });
         for (chunk_index, row0) in (0..rows).step_by(self.chunk_rows).enumerate() {
             let chunk = self.chunk_rows.min(rows - row0);
@@ -375,8 +377,9 @@ impl<T: Real + Pod> Backend for WgpuBackend<T> {
     }
 
     fn loss_grad(&mut self, positions: &[f64], batch: Batch<'_>, loss: &mut [f64], grads: Option<&mut [f64]>) -> Result<()> {
-        check_shapes(self, positions, loss, grads.as_deref())?;
-        let (c, dim, d_out) = (self.chains, self.dim(), self.spec.out_dim);
+        // K ≤ C chains: the kernels run over the first K of the buffers sized for C.
+        let c = check_shapes(self, positions, loss, grads.as_deref())?;
+        let (dim, d_out) = (self.dim(), self.spec.out_dim);
         let q = self.ctx.queue.clone();
         let (rows, idx_base) = match batch {
             Batch::Full => (self.n, 0),
@@ -393,8 +396,8 @@ impl<T: Real + Pod> Backend for WgpuBackend<T> {
         for (t, p) in self.theta_host.iter_mut().zip(positions) {
             *t = T::from_f64(*p);
         }
-        q.write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_host));
-        let used = self.write_params(rows, idx_base);
+        q.write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_host[..c * dim]));
+        let used = self.write_params(c, rows, idx_base);
         q.write_buffer(&self.params, 0, &self.params_host[..used]);
 
         let want_grad = grads.is_some();
@@ -413,7 +416,7 @@ impl<T: Real + Pod> Backend for WgpuBackend<T> {
             if want_grad {
                 encoder.clear_buffer(&self.grad, 0, None);
             }
-            self.record(&mut encoder, rows, want_grad);
+            self.record(&mut encoder, c, rows, want_grad);
             encoder.copy_buffer_to_buffer(&self.sse, 0, &self.staging, 0, sse_bytes);
             if want_grad {
                 encoder.copy_buffer_to_buffer(&self.grad, 0, &self.staging, sse_bytes, grad_bytes);

@@ -187,6 +187,14 @@ fn check_in<T: Real + Pod>(ctx: &GpuContext, case: &Case, seed: u64, tol: f64) {
         eprintln!("{what} {name}: loss rel err {el:.2e}, gradient rel L2 err {eg:.2e}");
         assert!(el < tol, "{what} {name}: loss rel err {el:e} ({l_gpu:?} vs {l64:?})");
         assert!(eg < tol, "{what} {name}: gradient rel L2 err {eg:e}");
+        if c > 1 {
+            // K < C chains per call: the last C − 1 chains alone give their part of the full call.
+            let k = c - 1;
+            let (mut l_k, mut g_k) = (vec![f64::NAN; k], vec![f64::NAN; k * d]);
+            gpu.poison();
+            gpu.loss_grad(&pos[d..], batch, &mut l_k, Some(&mut g_k)).unwrap();
+            assert!(rel_l2(&l_k, &l64[1..]) < tol && rel_l2(&g_k, &g64[d..]) < tol, "{what} {name}: K = {k} of C = {c} chains");
+        }
         // Loss alone (no backward pass) agrees too.
         let mut l_only = vec![f64::NAN; c];
         gpu.poison();
