@@ -9,7 +9,7 @@ use lh_host::backend::BackendKind;
 use lh_host::config::{self, Overrides};
 use lh_host::diagnose::Mode;
 use lh_host::model::Precision;
-use lh_host::sample::Status;
+use lh_host::sample::{Budget, Status, StopOutcome, StopRule, Until};
 use lh_host::store::Store;
 use lh_host::workflow::{run_job, Job, JobOutcome, JobTarget};
 
@@ -51,6 +51,15 @@ pub struct JobArgs {
     /// Then run `diagnose` on the run directory (analysis.json and plots).
     #[arg(long)]
     diagnose: bool,
+    /// Run until converged: R̂ and bulk ESS of the L_n trace, checked as draws
+    /// come in (e.g. rhat=1.01,ess=400). Needs --budget; raises the plugin's
+    /// `draws` key to a cap of 10⁶ (or your --set draws=N).
+    #[arg(long, value_name = "rhat=R,ess=E")]
+    until: Option<Until>,
+    /// The most the run may spend: gradient evaluations per chain (grads=20000)
+    /// or wall time (time=30m); the run stops when it is spent.
+    #[arg(long, value_name = "grads=N|time=DURATION")]
+    budget: Option<Budget>,
 }
 
 #[derive(clap::Args)]
@@ -91,6 +100,7 @@ impl JobArgs {
             experiment: self.experiment.unwrap_or_else(|| default_exp.to_string()),
             threads: self.threads.unwrap_or_else(default_threads),
             diagnose: self.diagnose.then_some(Mode::Light),
+            stop: StopRule { until: self.until, budget: self.budget },
         })
     }
 }
@@ -152,6 +162,23 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
         m.work.loss_evals,
         if m.status == Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
     );
+    if let Some(s) = &m.stop {
+        let fig = |v: Option<f64>, f: fn(f64) -> String| v.map_or("n/a".to_string(), f);
+        let how = match s.outcome {
+            Some(StopOutcome::Converged) => "converged",
+            Some(StopOutcome::BudgetExhausted) => "budget exhausted",
+            Some(StopOutcome::DrawsExhausted) => "the plugin's draws ran out first",
+            None => "interrupted",
+        };
+        println!(
+            "stop rule {}{}: {how} (R̂ = {}, ESS bulk = {}, {} checks)",
+            s.until.as_deref().unwrap_or(""),
+            s.budget.as_deref().map(|b| format!(" within {b}")).unwrap_or_default(),
+            fig(s.rhat, |r| format!("{r:.4}")),
+            fig(s.ess_bulk, |e| format!("{e:.0}")),
+            s.checks
+        );
+    }
     println!("run: {}", run.dir.display());
     if let Some((path, a)) = analysis {
         println!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));

@@ -18,6 +18,7 @@ use super::manifest::{Manifest, Status};
 use super::plugins::LoadedPlugin;
 use super::posterior::Posterior;
 use super::recorder::Recorder;
+use super::stopping::{StopRule, Stopper};
 use crate::backend::BackendFactory;
 use crate::error::{Error, Result};
 use crate::estimate;
@@ -43,6 +44,8 @@ pub struct Request<'a> {
     /// Builds the evaluation backend (`--backend`).
     pub backends: &'a BackendFactory,
     pub experiment: String,
+    /// `--until` / `--budget`.
+    pub stop: StopRule,
 }
 
 /// Outcome of [`execute`].
@@ -55,12 +58,13 @@ pub struct Outcome {
 /// error still writes the draws recorded so far (status `failed`) and is then
 /// returned as the error.
 pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Result<Outcome> {
-    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment } = req;
+    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, stop } = req;
     let backend = target.backend(backends, chains, precision)?;
     let mut posterior = Posterior::new(backend, target.w_star.clone(), target.meta.beta, target.meta.gamma)?;
     let backend_info = posterior.backend_info();
     monitor.report(Progress::Start { what: &plugin.info.name, total: 0 });
-    let mut recorder = Recorder::new(chains, monitor);
+    let stopper = stop.is_set().then(|| Stopper::new(stop, posterior.meter()));
+    let mut recorder = Recorder::new(chains, monitor, stopper);
     let start = Instant::now();
     let result = {
         use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
@@ -72,13 +76,15 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
     let end = Instant::now();
     let mut timings = recorder.timings(end);
     timings.insert("total".into(), end.duration_since(start).as_secs_f64());
-    let Recorder { plan, loss: recorded, stats, .. } = recorder;
+    let Recorder { plan, loss: recorded, stats, stopper, .. } = recorder;
     monitor.report(Progress::Finish);
 
     let plan = plan.unwrap_or(Plan { draws: 0, burn_in: 0, independent: false });
     let draws = recorded.len();
+    // A run the stop rule ended (converged, or its budget spent) did what was asked: complete.
+    let stopped_by_rule = stopper.as_ref().is_some_and(|s| s.outcome().is_some());
     let (status, error, summary) = match result {
-        Ok(s) if draws == plan.draws && draws > 0 => (Status::Complete, None, Some(s)),
+        Ok(s) if (draws == plan.draws || stopped_by_rule) && draws > 0 => (Status::Complete, None, Some(s)),
         Ok(s) => (Status::Incomplete, None, Some(s)),
         Err(e) => (Status::Failed, Some(format!("plugin `{}`: {}", plugin.info.name, e.message)), None),
     };
@@ -87,6 +93,8 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
     // loss as (C, T).
     let loss_ct: Vec<Vec<f64>> = (0..chains).map(|c| recorded.iter().map(|row| row[c]).collect()).collect();
     let llc = (draws > plan.burn_in).then(|| estimate::llc(&loss_ct, plan.burn_in, n_beta, l0, plan.independent));
+    let stop =
+        stopper.map(|s| s.report(status == Status::Complete, llc.as_ref().and_then(|e| e.rhat), llc.as_ref().map(|e| e.ess_bulk).filter(|e| e.is_finite())));
 
     let provenance = Provenance::now();
     let stamp: String = provenance.created.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -122,6 +130,7 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         llc,
         tuned,
         notes,
+        stop,
         provenance,
     };
 

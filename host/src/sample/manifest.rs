@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plugins::PluginInfo;
 use super::posterior::Work;
+use super::stopping::StopReport;
 use crate::backend::BackendInfo;
 use crate::estimate::Estimate;
 use crate::model::Precision;
@@ -17,7 +18,8 @@ use crate::store::record::Record;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Every announced draw was recorded.
+    /// Every announced draw was recorded, or the stop rule (`--until`,
+    /// `--budget`) ended the run: `stop` says which.
     Complete,
     /// Stopped early (Ctrl-C or the plugin stopped short): traces kept.
     Incomplete,
@@ -62,6 +64,9 @@ pub struct Manifest {
     pub llc: Option<Estimate>,
     pub tuned: BTreeMap<String, f64>,
     pub notes: String,
+    /// `--until` / `--budget` and how the run ended by them (absent without either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopReport>,
     #[serde(flatten)]
     pub provenance: Provenance,
 }

@@ -9,6 +9,8 @@ pub mod manifest;
 pub mod plugins;
 pub mod posterior;
 pub mod recorder;
+pub mod stopping;
 
 pub use self::execute::{execute, Outcome, Request};
 pub use self::manifest::{Manifest, Status};
+pub use self::stopping::{Budget, Outcome as StopOutcome, StopReport, StopRule, Until};

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use lh_plugin_api::{stat_names, Plan, PlanRef, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
 
+use super::stopping::Stopper;
 use crate::progress::{Monitor, Progress};
 
 /// The most draws [`Recorder`] reserves room for up front.
@@ -21,12 +22,15 @@ pub struct Recorder<'m> {
     pub(super) stats: BTreeMap<String, Vec<Vec<f64>>>,
     phases: Vec<(String, Instant)>,
     monitor: &'m mut dyn Monitor,
+    /// `--until` / `--budget`, when given.
+    pub(super) stopper: Option<Stopper>,
 }
 
 impl<'m> Recorder<'m> {
-    /// A recorder for `chains` chains, reporting progress to `monitor` (which also says when to stop).
-    pub fn new(chains: usize, monitor: &'m mut dyn Monitor) -> Self {
-        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor }
+    /// A recorder for `chains` chains, reporting progress to `monitor` (which
+    /// also says when the user wants to stop) and stopping early by `stopper`.
+    pub fn new(chains: usize, monitor: &'m mut dyn Monitor, stopper: Option<Stopper>) -> Self {
+        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor, stopper }
     }
 
     /// Seconds spent in each announced phase, and in total since the first.
@@ -47,6 +51,8 @@ impl TraceSink for Recorder<'_> {
             Err(SamplerError::fatal("begin() was called twice"))
         } else if plan.burn_in > plan.draws {
             Err(SamplerError::fatal(format!("burn-in {} exceeds the {} announced draws", plan.burn_in, plan.draws)))
+        } else if plan.independent && self.stopper.as_ref().is_some_and(Stopper::has_until) {
+            Err(SamplerError::fatal("--until needs Markov chains, but this plugin's draws are independent (variational): use its own draw count"))
         } else {
             self.plan = Some(plan);
             // Announced draws may be a large cap (`--until`): reserve a bounded amount.
@@ -96,16 +102,24 @@ impl TraceSink for Recorder<'_> {
                 v.push(s.values.to_vec());
             }
             self.loss.push(loss.to_vec());
+            if let Some(s) = &mut self.stopper {
+                s.after_draw(&self.loss, plan.burn_in);
+            }
             Ok(())
         })();
         r.into()
     }
 
+    /// Passed on, or under a budget replaced by the budget's spent fraction (in ‰).
     fn progress(&mut self, done: usize, total: usize) {
-        self.monitor.report(Progress::Advance { done: done as u64, total: total as u64 });
+        let (done, total) = match &self.stopper {
+            Some(s) if s.budget_spent() > 0.0 => (((s.budget_spent() * 1000.0) as u64).min(1000), 1000),
+            _ => (done as u64, total as u64),
+        };
+        self.monitor.report(Progress::Advance { done, total });
     }
 
     fn should_stop(&self) -> bool {
-        self.monitor.should_stop()
+        self.monitor.should_stop() || self.stopper.as_ref().is_some_and(Stopper::should_stop)
     }
 }

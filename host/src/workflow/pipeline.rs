@@ -9,7 +9,8 @@ use crate::diagnose::{self, Analysis, Mode};
 use crate::error::{Error, Result};
 use crate::model::Precision;
 use crate::progress::Monitor;
-use crate::sample::{self, plugins, Outcome, Request};
+use crate::sample::stopping::UNTIL_DRAWS;
+use crate::sample::{self, plugins, Outcome, Request, StopRule};
 use crate::store::Store;
 use crate::target::{self, Built, Target};
 
@@ -41,6 +42,8 @@ pub struct Job {
     pub threads: usize,
     /// Diagnose the run afterwards (analysis.json and figures).
     pub diagnose: Option<Mode>,
+    /// Stop early: `--until` (R̂ and bulk ESS of L_n met; needs a budget) and `--budget`.
+    pub stop: StopRule,
 }
 
 /// What a job did.
@@ -71,13 +74,30 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
     if let Some(note) = factory.fallback_note(precision) {
         monitor.note(&note);
     }
+    if job.stop.until.is_some() && job.stop.budget.is_none() {
+        return Err(Error::invalid("--until needs a --budget (grads=N or time=DURATION), so that a run that does not converge still ends"));
+    }
     let plugin = plugins::load(&plugins::resolve(&job.plugin)?)?;
-    let config = resolve_config(&plugin.info.default_config, &plugin.info.name, &job.overrides)?;
+    // An until-run gets its draws from the host: the plugin's `draws` raised to a cap
+    // (a user's own `draws` override, applied after, is the cap instead).
+    let until_draws =
+        job.stop.until.map(|_| Overrides::from_set(&format!("draws={UNTIL_DRAWS}")).map(|o| o.with_origin("--until (it sets the plugin's `draws` key)")));
+    let layers: Vec<Overrides> = until_draws.transpose()?.into_iter().chain(job.overrides.iter().cloned()).collect();
+    let config = resolve_config(&plugin.info.default_config, &plugin.info.name, &layers)?;
     if job.chains == 0 {
         return Err(Error::invalid("--chains must be ≥ 1"));
     }
-    let req =
-        Request { target: &target, plugin, config, chains: job.chains, seed: job.seed, precision, backends: &factory, experiment: job.experiment.clone() };
+    let req = Request {
+        target: &target,
+        plugin,
+        config,
+        chains: job.chains,
+        seed: job.seed,
+        precision,
+        backends: &factory,
+        experiment: job.experiment.clone(),
+        stop: job.stop,
+    };
     let run = sample::execute(store, req, monitor)?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
     Ok(JobOutcome { built, target, run, analysis })
