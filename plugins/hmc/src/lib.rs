@@ -1,15 +1,18 @@
 //! HMC as an lh-host sampler plugin: velocity Verlet with a diagonal mass
 //! matrix, Stan-style window adaptation as BlackJAX 1.2.5 does it (see
-//! [`adaptation`]), run for all chains in lockstep (one host evaluation per
+//! `lh_mcmc_common::adaptation`), run for all chains in lockstep (one host evaluation per
 //! leapfrog step covers every chain; each chain adapts its own step size and
 //! mass matrix). Differences from the original Lambda-Hat usage, on purpose:
 //! chains continue from their adapted state (the original threw it away and
 //! restarted from θ* + jitter), and the sampling step size is jittered
 //! uniformly by ±`step_size_jitter` per transition (a fixed ε·L can resonate).
 
-pub mod adaptation;
+// `!(x > 0.0)` on purpose: it refuses NaN as well.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use adaptation::{schedule, WindowAdaptation};
+use lh_mcmc_common::adaptation::{schedule, WindowAdaptation};
+use lh_mcmc_common::eval;
+use lh_mcmc_common::leapfrog::{draw_momentum, drift, half_kick, kinetic};
 use lh_plugin_api::*;
 
 /// HMC's config; every key has a default and unknown keys are errors.
@@ -72,15 +75,6 @@ struct State {
     loss: Vec<f64>,
 }
 
-/// Evaluates all chains; a recoverable (non-finite) error leaves non-finite
-/// values in place for the energy check to reject.
-fn evaluate(model: &mut ModelMut<'_>, x: &[f64], grad: &mut [f64], logp: &mut [f64], loss: &mut [f64]) -> Result<(), SamplerError> {
-    match model.logdensity_and_grad(x.into(), grad.into(), logp.into(), loss.into()).into_result() {
-        Err(e) if !e.is_recoverable() => Err(e),
-        _ => Ok(()),
-    }
-}
-
 /// `steps` velocity-Verlet steps for every chain; chain c uses step size
 /// `eps[c]` and inverse mass `inv_mass[c·D..]`. `eval` evaluates all chains at `s.x`.
 pub fn velocity_verlet<E>(s: &mut StateView<'_>, p: &mut [f64], eps: &[f64], inv_mass: &[f64], steps: usize, eval: &mut E) -> Result<(), SamplerError>
@@ -89,17 +83,14 @@ where
 {
     let d = p.len() / eps.len();
     for _ in 0..steps {
-        for (c, e) in eps.iter().enumerate() {
-            for i in c * d..(c + 1) * d {
-                p[i] += 0.5 * e * s.grad[i];
-                s.x[i] += e * inv_mass[i] * p[i];
-            }
+        for (c, &e) in eps.iter().enumerate() {
+            let r = c * d..(c + 1) * d;
+            half_kick(&mut p[r.clone()], &s.grad[r.clone()], e);
+            drift(&mut s.x[r.clone()], &p[r.clone()], &inv_mass[r], e);
         }
         eval(s)?;
-        for (c, e) in eps.iter().enumerate() {
-            for i in c * d..(c + 1) * d {
-                p[i] += 0.5 * e * s.grad[i];
-            }
+        for (c, &e) in eps.iter().enumerate() {
+            half_kick(&mut p[c * d..(c + 1) * d], &s.grad[c * d..(c + 1) * d], e);
         }
     }
     Ok(())
@@ -109,10 +100,6 @@ where
 pub struct StateView<'a> {
     pub x: &'a mut [f64],
     pub grad: &'a mut [f64],
-}
-
-fn kinetic(p: &[f64], inv_mass: &[f64]) -> f64 {
-    0.5 * p.iter().zip(inv_mass).map(|(pi, v)| v * pi * pi).sum::<f64>()
 }
 
 fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> Result<RunSummary, SamplerError> {
@@ -127,7 +114,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
     let mut rngs = chain_rngs(seed, c);
     let x = jittered_start(&center, cfg.init_jitter, &mut rngs);
     let mut state = State { x, logp: vec![0.0; c], grad: vec![0.0; c * d], loss: vec![0.0; c] };
-    evaluate(&mut model, &state.x, &mut state.grad, &mut state.logp, &mut state.loss)?;
+    eval::all(&mut model, &state.x, &mut state.grad, &mut state.logp, &mut state.loss)?;
     if let Some(k) = state.logp.iter().position(|v| !v.is_finite()) {
         return Err(SamplerError::fatal(format!("the log-density is not finite at chain {k}'s starting point")));
     }
@@ -159,9 +146,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         let mut h0 = vec![0.0; c];
         for k in 0..c {
             let rng = &mut rngs[k];
-            for i in k * d..(k + 1) * d {
-                p[i] = rng.standard_normal() / inv_mass[i].sqrt();
-            }
+            draw_momentum(&mut p[k * d..(k + 1) * d], &inv_mass[k * d..(k + 1) * d], rng);
             h0[k] = -state.logp[k] + kinetic(&p[k * d..(k + 1) * d], &inv_mass[k * d..(k + 1) * d]);
             let jitter = if sampling && cfg.step_size_jitter > 0.0 { 1.0 + cfg.step_size_jitter * (2.0 * rng.uniform() - 1.0) } else { 1.0 };
             eps_used[k] = eps[k] * jitter;
@@ -170,8 +155,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         {
             let State { x, grad, logp, loss } = &mut proposal;
             let mut view = StateView { x, grad };
-            let mut eval = |v: &mut StateView<'_>| evaluate(&mut model, v.x, v.grad, logp, loss);
-            velocity_verlet(&mut view, &mut p, &eps_used, &inv_mass, cfg.num_integration_steps, &mut eval)?;
+            let mut evaluate = |v: &mut StateView<'_>| eval::all(&mut model, v.x, v.grad, logp, loss);
+            velocity_verlet(&mut view, &mut p, &eps_used, &inv_mass, cfg.num_integration_steps, &mut evaluate)?;
         }
         for k in 0..c {
             let h1 = -proposal.logp[k] + kinetic(&p[k * d..(k + 1) * d], &inv_mass[k * d..(k + 1) * d]);
@@ -192,8 +177,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
                 state.logp[k] = proposal.logp[k];
                 state.loss[k] = proposal.loss[k];
             }
-            if !sampling {
-                adapt[k].update(plan[t], &state.x[k * d..(k + 1) * d], acc[k], cfg.target_accept);
+            if let Some(&stage) = plan.get(t) {
+                adapt[k].update(stage, &state.x[k * d..(k + 1) * d], acc[k], cfg.target_accept);
                 eps[k] = adapt[k].step_size;
                 inv_mass[k * d..(k + 1) * d].copy_from_slice(&adapt[k].inverse_mass);
             }
@@ -235,8 +220,8 @@ mod tests {
         let mut grad: Vec<f64> = x.iter().zip(&var).map(|(xi, s)| -xi / s).collect();
         let mut view = StateView { x: &mut x, grad: &mut grad };
         let mut eval = |s: &mut StateView<'_>| {
-            for i in 0..3 {
-                s.grad[i] = -s.x[i] / var[i];
+            for ((g, x), v) in s.grad.iter_mut().zip(s.x.iter()).zip(&var) {
+                *g = -x / v;
             }
             Ok(())
         };

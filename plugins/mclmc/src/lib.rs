@@ -1,6 +1,6 @@
 //! MCLMC (microcanonical Langevin Monte Carlo, unadjusted) as an lh-host
 //! sampler plugin: the isokinetic McLachlan integrator with partial momentum
-//! refresh (see [`integrator`]) and BlackJAX 1.2.5's three-stage
+//! refresh (`lh_mcmc_common::isokinetic`) and BlackJAX 1.2.5's three-stage
 //! `mclmc_find_L_and_step_size` tuner with diagonal preconditioning, **on by
 //! default** (the original silently ran L = 1, ε = 0.1). Every chain tunes its
 //! own L, ε and mass matrix, in lockstep. Deliberate fixes: the tuner's
@@ -9,9 +9,9 @@
 //! starting L and ε are scaled by 1/√(nβ + γ), the posterior's scale (BlackJAX
 //! assumes unit scale; unscaled, short tuning runs on `base` diverged).
 
-pub mod integrator;
-
-use integrator::{mclachlan_step, partial_refresh, Chains, Params};
+use lh_mcmc_common::ess::ess;
+use lh_mcmc_common::eval;
+use lh_mcmc_common::isokinetic::{mclachlan_step, partial_refresh, random_unit, Chains, Params};
 use lh_plugin_api::*;
 
 /// MCLMC's config; every key has a default and unknown keys are errors.
@@ -91,26 +91,15 @@ struct StepInfo {
 }
 
 impl Run<'_, '_> {
-    fn eval(model: &mut ModelMut<'_>, x: &[f64], g: &mut [f64], lp: &mut [f64], l: &mut [f64]) -> Result<(), SamplerError> {
-        match model.logdensity_and_grad(x.into(), g.into(), lp.into(), l.into()).into_result() {
-            Err(e) if !e.is_recoverable() => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     /// One MCLMC step of every chain (refresh ε/2, integrate ε, refresh ε/2).
     /// A chain whose step produced non-finite values is put back where it was.
     fn step(&mut self) -> Result<StepInfo, SamplerError> {
         let (c, d) = (self.c, self.d);
         let before = self.chains.clone();
-        let half: Vec<f64> = self.eps.iter().map(|e| e / 2.0).collect();
-        let rngs = &mut self.rngs;
-        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| rngs[k].standard_normal());
+        self.refresh_half_step();
         let model = &mut self.model;
-        let kinetic =
-            mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| Self::eval(model, x, g, lp, l))?;
-        let rngs = &mut self.rngs;
-        partial_refresh(&mut self.chains.u, &half, &self.l, &mut |k| rngs[k].standard_normal());
+        let kinetic = mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| eval::all(model, x, g, lp, l))?;
+        self.refresh_half_step();
         let mut info = StepInfo { energy_change: vec![0.0; c], ok: vec![true; c] };
         for k in 0..c {
             let r = k * d..(k + 1) * d;
@@ -128,6 +117,14 @@ impl Run<'_, '_> {
             }
         }
         Ok(info)
+    }
+
+    /// The partial refresh of every chain's momentum over ε/2.
+    fn refresh_half_step(&mut self) {
+        let d = self.d;
+        for (k, rng) in self.rngs.iter_mut().enumerate() {
+            partial_refresh(&mut self.chains.u[k * d..(k + 1) * d], self.eps[k] / 2.0, self.l[k], &mut || rng.standard_normal());
+        }
     }
 
     fn record(&mut self, info: &StepInfo) -> Result<(), SamplerError> {
@@ -179,30 +176,6 @@ impl Run<'_, '_> {
     }
 }
 
-/// BlackJAX's effective sample size of one chain (Geyer's initial positive
-/// sequence with the monotone correction; no splitting, no ranks).
-pub fn ess_single_chain(x: &[f64]) -> f64 {
-    let n = x.len();
-    if n < 4 {
-        return n as f64;
-    }
-    let mean = x.iter().sum::<f64>() / n as f64;
-    let acov = |k: usize| (0..n - k).map(|t| (x[t] - mean) * (x[t + k] - mean)).sum::<f64>() / n as f64;
-    let var0 = acov(0);
-    if var0 <= 0.0 {
-        return n as f64;
-    }
-    let nf = n as f64;
-    ess_geyer(1, n, var0 * nf / (nf - 1.0), var0, acov)
-}
-
-/// A uniformly random unit vector into `u`.
-fn random_unit(rng: &mut ChainRng, u: &mut [f64]) {
-    rng.fill_standard_normal(u);
-    let n = u.iter().map(|v| v * v).sum::<f64>().sqrt();
-    u.iter_mut().for_each(|v| *v /= n);
-}
-
 /// nβ + γ: the curvature scale of the tempered, localised posterior.
 fn posterior_curvature(model: &ModelMut<'_>) -> f64 {
     model.n_data() as f64 * model.beta() + model.gamma()
@@ -246,7 +219,7 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
     let mut r = Run { model, sink, chains, rngs, l: vec![l0; c], eps: vec![e0; c], sqrt_imm: vec![1.0; c * d], c, d, draw: 0, total };
     {
         let Chains { x, grad, logp, loss, .. } = &mut r.chains;
-        Run::eval(&mut r.model, x, grad, logp, loss)?;
+        eval::all(&mut r.model, x, grad, logp, loss)?;
     }
     if let Some(k) = r.chains.logp.iter().position(|v| !v.is_finite()) {
         return Err(SamplerError::fatal(format!("the log-density is not finite at chain {k}'s starting point")));
@@ -260,8 +233,8 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
             for (k, (m1, m2)) in moments.iter().enumerate() {
                 let var: Vec<f64> = m1.iter().zip(m2).map(|(a, b)| (b - a * a).max(0.0)).collect();
                 if cfg.diagonal_preconditioning {
-                    for j in 0..d {
-                        r.sqrt_imm[k * d + j] = var[j].max(1e-12).sqrt();
+                    for (s, v) in r.sqrt_imm[k * d..(k + 1) * d].iter_mut().zip(&var) {
+                        *s = v.max(1e-12).sqrt();
                     }
                     r.l[k] = (d as f64).sqrt();
                 } else {
@@ -286,7 +259,7 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
                 let mean_ratio = (0..d)
                     .map(|j| {
                         let coord: Vec<f64> = (0..n3).map(|t| s[t * d + j]).collect();
-                        n3 as f64 / ess_single_chain(&coord)
+                        n3 as f64 / ess(&[coord])
                     })
                     .sum::<f64>()
                     / d as f64;
@@ -305,23 +278,3 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
 }
 
 export_sampler!(Mclmc);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ess_of_iid_and_correlated_draws() {
-        let mut r = chain_rngs(1, 1).remove(0);
-        let iid: Vec<f64> = (0..4000).map(|_| r.standard_normal()).collect();
-        let e = ess_single_chain(&iid);
-        assert!((3000.0..5000.0).contains(&e), "{e}");
-        // AR(1) with ρ = 0.9: ESS ≈ n(1 − ρ)/(1 + ρ) ≈ 210.
-        let mut ar = vec![0.0; 4000];
-        for t in 1..4000 {
-            ar[t] = 0.9 * ar[t - 1] + r.standard_normal();
-        }
-        let e = ess_single_chain(&ar);
-        assert!((130.0..320.0).contains(&e), "{e}");
-    }
-}

@@ -11,10 +11,15 @@ const KAPPA: f64 = 0.75;
 /// Dual averaging state for one chain.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DualAveraging {
+    /// The current iterate log ε.
     pub log_step: f64,
+    /// The averaged iterate log ε̄.
     pub log_step_avg: f64,
+    /// The iteration count t (1 before the first update).
     pub step: f64,
+    /// The running average of target − acceptance.
     pub avg_error: f64,
+    /// The shrinkage point μ = ln(10·ε₀).
     pub mu: f64,
 }
 
@@ -51,16 +56,21 @@ impl DualAveraging {
 /// Welford's running mean and sum of squared deviations, per coordinate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Welford {
+    /// Points seen.
     pub n: f64,
+    /// Their running mean.
     pub mean: Vec<f64>,
+    /// Their running sum of squared deviations.
     pub m2: Vec<f64>,
 }
 
 impl Welford {
+    /// No points yet, in D = `d` dimensions.
     pub fn new(d: usize) -> Self {
         Self { n: 0.0, mean: vec![0.0; d], m2: vec![0.0; d] }
     }
 
+    /// Adds the point `x`.
     pub fn update(&mut self, x: &[f64]) {
         self.n += 1.0;
         for ((m, s), v) in self.mean.iter_mut().zip(self.m2.iter_mut()).zip(x) {
@@ -81,7 +91,9 @@ impl Welford {
 /// matrix), and whether a slow window ends here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stage {
+    /// A slow window: the positions feed the mass-matrix estimate.
     pub slow: bool,
+    /// The last step of a slow window: the mass matrix is updated here.
     pub window_end: bool,
 }
 
@@ -118,7 +130,9 @@ pub fn schedule(n: usize) -> Vec<Stage> {
 /// The window adaptation state of one chain.
 #[derive(Debug, Clone)]
 pub struct WindowAdaptation {
+    /// The step size's dual averaging.
     pub da: DualAveraging,
+    /// The current slow window's variance estimate.
     pub welford: Welford,
     /// Diagonal inverse mass matrix in use.
     pub inverse_mass: Vec<f64>,
@@ -127,6 +141,7 @@ pub struct WindowAdaptation {
 }
 
 impl WindowAdaptation {
+    /// Unit mass matrix in D = `d` dimensions, step size `initial_step_size`.
     pub fn new(d: usize, initial_step_size: f64) -> Self {
         Self { da: DualAveraging::new(initial_step_size), welford: Welford::new(d), inverse_mass: vec![1.0; d], step_size: initial_step_size }
     }

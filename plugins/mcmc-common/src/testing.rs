@@ -1,0 +1,233 @@
+//! Checking a sampler plugin on a correlated Gaussian without the host: a
+//! [`Gaussian`] behind the plugin [`Model`] interface, an in-memory
+//! [`TraceSink`], and the sample moments with their Monte Carlo standard
+//! errors.
+//!
+//! A plugin records only L_n per draw, not positions. So the test model
+//! returns, in the `loss` slot, the index of each evaluation, and keeps every
+//! position it evaluated: a plugin records the loss of the state it keeps, so
+//! each recorded "loss" names the position the chain was at. This works for
+//! samplers that carry the loss of their state along and never compute with
+//! it (HMC, NUTS, MAMS, MCLMC), which is what log π, not L_n, drives.
+
+use std::collections::BTreeMap;
+
+use crate::ess::ess;
+
+use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+use lh_plugin_api::{Model, Model_TO, Plan, PlanRef, RMut, RResult, RSlice, RSliceMut, RStr, SResult, Sampler, SamplerError, Stat, TraceSink, TraceSink_TO};
+
+/// N(μ, Σ) with Σ_ij = s_i s_j ρ^|i−j| (an AR(1) correlation), for C chains.
+pub struct Gaussian {
+    mean: Vec<f64>,
+    cov: Vec<f64>,
+    precision: Vec<f64>,
+    chains: usize,
+    /// Every position evaluated (D values each); evaluation i reports loss i.
+    seen: Vec<f64>,
+}
+
+impl Gaussian {
+    /// Mean `mean`, scales `scales` and correlation `rho` between neighbours.
+    pub fn ar1(mean: Vec<f64>, scales: &[f64], rho: f64, chains: usize) -> Self {
+        let d = mean.len();
+        let cov: Vec<f64> = (0..d * d).map(|k| scales[k / d] * scales[k % d] * rho.powi((k / d).abs_diff(k % d) as i32)).collect();
+        let precision = invert(&cov, d);
+        Self { mean, cov, precision, chains, seen: Vec::new() }
+    }
+
+    /// The variances Σ_ii.
+    pub fn variances(&self) -> Vec<f64> {
+        let d = self.mean.len();
+        (0..d).map(|i| self.cov[i * d + i]).collect()
+    }
+
+    /// The mean μ.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// The position evaluation `id` was at.
+    fn position(&self, id: f64) -> &[f64] {
+        let d = self.mean.len();
+        let i = id as usize;
+        &self.seen[i * d..(i + 1) * d]
+    }
+
+    /// log π, ∇log π and the evaluation's id for each position in `x`.
+    fn eval(&mut self, x: &[f64], grads: &mut [f64], logp: &mut [f64], loss: &mut [f64]) {
+        let d = self.mean.len();
+        for (k, xk) in x.chunks(d).enumerate() {
+            let dev: Vec<f64> = xk.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
+            let mut quad = 0.0;
+            for i in 0..d {
+                let g: f64 = (0..d).map(|j| self.precision[i * d + j] * dev[j]).sum();
+                grads[k * d + i] = -g;
+                quad += dev[i] * g;
+            }
+            logp[k] = -0.5 * quad;
+            loss[k] = (self.seen.len() / d) as f64;
+            self.seen.extend_from_slice(xk);
+        }
+    }
+}
+
+/// The inverse of a symmetric positive definite k × k matrix (Gauss–Jordan).
+fn invert(a: &[f64], k: usize) -> Vec<f64> {
+    let mut m = a.to_vec();
+    let mut inv: Vec<f64> = (0..k * k).map(|i| f64::from(u8::from(i / k == i % k))).collect();
+    for col in 0..k {
+        let piv = m[col * k + col];
+        for j in 0..k {
+            m[col * k + j] /= piv;
+            inv[col * k + j] /= piv;
+        }
+        for row in (0..k).filter(|&r| r != col) {
+            let f = m[row * k + col];
+            for j in 0..k {
+                m[row * k + j] -= f * m[col * k + j];
+                inv[row * k + j] -= f * inv[col * k + j];
+            }
+        }
+    }
+    inv
+}
+
+impl Model for Gaussian {
+    fn dim(&self) -> usize {
+        self.mean.len()
+    }
+    fn n_data(&self) -> usize {
+        1
+    }
+    fn n_chains(&self) -> usize {
+        self.chains
+    }
+    fn center(&self) -> RSlice<'_, f64> {
+        self.mean.as_slice().into()
+    }
+    fn beta(&self) -> f64 {
+        1.0
+    }
+    fn gamma(&self) -> f64 {
+        0.0
+    }
+    fn l0(&self) -> f64 {
+        0.0
+    }
+    fn logdensity_and_grad(&mut self, x: RSlice<'_, f64>, mut g: RSliceMut<'_, f64>, mut lp: RSliceMut<'_, f64>, mut l: RSliceMut<'_, f64>) -> SResult<()> {
+        self.eval(&x, &mut g, &mut lp, &mut l);
+        RResult::ROk(())
+    }
+    fn minibatch_grad(&mut self, _: RSlice<'_, f64>, _: RSlice<'_, u32>, _: RSliceMut<'_, f64>, _: RSliceMut<'_, f64>) -> SResult<()> {
+        RResult::RErr(SamplerError::fatal("the test Gaussian has no minibatches"))
+    }
+    fn loss(&mut self, _: RSlice<'_, f64>, _: RSliceMut<'_, f64>) -> SResult<()> {
+        RResult::RErr(SamplerError::fatal("the test Gaussian has no loss-only evaluation"))
+    }
+    fn logdensity_and_grad_chains(
+        &mut self,
+        _chains: RSlice<'_, u32>,
+        x: RSlice<'_, f64>,
+        mut g: RSliceMut<'_, f64>,
+        mut lp: RSliceMut<'_, f64>,
+        mut l: RSliceMut<'_, f64>,
+    ) -> SResult<()> {
+        self.eval(&x, &mut g, &mut lp, &mut l);
+        RResult::ROk(())
+    }
+}
+
+/// Keeps every record in memory.
+#[derive(Default)]
+struct Memory {
+    plan: Option<Plan>,
+    loss: Vec<Vec<f64>>,
+    stats: BTreeMap<String, Vec<Vec<f64>>>,
+}
+
+impl TraceSink for Memory {
+    fn begin(&mut self, plan: PlanRef) -> SResult<()> {
+        self.plan = Some(plan.to_plan());
+        RResult::ROk(())
+    }
+    fn phase(&mut self, _: RStr<'_>) {}
+    fn record(&mut self, draw: usize, loss: RSlice<'_, f64>, stats: RSlice<'_, Stat<'_>>) -> SResult<()> {
+        assert_eq!(draw, self.loss.len(), "draws in order");
+        self.loss.push(loss.to_vec());
+        for s in stats.iter() {
+            self.stats.entry(s.name.to_string()).or_default().push(s.values.to_vec());
+        }
+        RResult::ROk(())
+    }
+    fn progress(&mut self, _: usize, _: usize) {}
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// What a run on the [`Gaussian`] recorded.
+pub struct Draws {
+    /// The announced burn-in.
+    pub burn_in: usize,
+    /// Positions after burn-in, `x[chain][draw]` (D values each).
+    pub x: Vec<Vec<Vec<f64>>>,
+    /// Every statistic over all draws, `stats[name][draw][chain]`.
+    pub stats: BTreeMap<String, Vec<Vec<f64>>>,
+}
+
+/// Runs `sampler` with the full RON `config` on `target`.
+pub fn sample(sampler: &mut impl Sampler, target: &mut Gaussian, config: &str, seed: u64) -> Result<Draws, SamplerError> {
+    let mut sink = Memory::default();
+    {
+        let model = Model_TO::from_ptr(RMut::new(&mut *target), TD_Opaque);
+        let sink = TraceSink_TO::from_ptr(RMut::new(&mut sink), TD_Opaque);
+        sampler.run(model, sink, config, seed)?;
+    }
+    let burn_in = sink.plan.expect("the plugin announced a plan").burn_in;
+    let x = (0..target.chains).map(|c| sink.loss[burn_in..].iter().map(|row| target.position(row[c]).to_vec()).collect()).collect();
+    Ok(Draws { burn_in, x, stats: sink.stats })
+}
+
+/// For every coordinate i, the errors of the sample mean and variance from
+/// μ_i and Σ_ii in units of their Monte Carlo standard errors (sd/√ESS of
+/// x_i and of (x_i − x̄_i)² over the chains).
+pub fn moment_errors(draws: &Draws, target: &Gaussian) -> Vec<(f64, f64)> {
+    let d = target.mean.len();
+    let var = target.variances();
+    (0..d)
+        .map(|i| {
+            let xi: Vec<Vec<f64>> = draws.x.iter().map(|c| c.iter().map(|x| x[i]).collect()).collect();
+            let (mean, mcse) = mean_and_mcse(&xi);
+            let sq: Vec<Vec<f64>> = xi.iter().map(|c| c.iter().map(|v| (v - mean).powi(2)).collect()).collect();
+            let (v, v_mcse) = mean_and_mcse(&sq);
+            ((mean - target.mean[i]) / mcse, (v - var[i]) / v_mcse)
+        })
+        .collect()
+}
+
+fn mean_and_mcse(x: &[Vec<f64>]) -> (f64, f64) {
+    let flat: Vec<f64> = x.concat();
+    let n = flat.len() as f64;
+    let mean = flat.iter().sum::<f64>() / n;
+    let sd = (flat.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    (mean, sd / ess(x).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gaussian_has_the_right_density_and_precision() {
+        let mut g = Gaussian::ar1(vec![1.0, -1.0], &[1.0, 2.0], 0.5, 1);
+        // Σ = [[1, 1], [1, 4]], Σ⁻¹ = [[4, −1], [−1, 1]]/3.
+        let (mut grad, mut lp, mut l) = ([0.0; 2], [0.0], [0.0]);
+        g.eval(&[2.0, -1.0], &mut grad, &mut lp, &mut l);
+        assert!((grad[0] + 4.0 / 3.0).abs() < 1e-12 && (grad[1] - 1.0 / 3.0).abs() < 1e-12, "{grad:?}");
+        assert!((lp[0] + 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(g.variances(), [1.0, 4.0]);
+        g.eval(&[5.0, 6.0], &mut grad, &mut lp, &mut l);
+        assert_eq!((l[0], g.position(1.0)), (1.0, &[5.0, 6.0][..]));
+    }
+}
