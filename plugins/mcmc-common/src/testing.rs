@@ -1,5 +1,6 @@
-//! Checking a sampler plugin on a correlated Gaussian without the host: a
-//! [`Gaussian`] behind the plugin [`Model`] interface, an in-memory
+//! Checking a sampler plugin on densities with known moments without the
+//! host (a correlated [`Gaussian`], a curved [`Banana`]): a [`TestModel`]
+//! behind the plugin [`Model`] interface, an in-memory
 //! [`TraceSink`], and the sample moments with their Monte Carlo standard
 //! errors.
 //!
@@ -17,55 +18,124 @@ use crate::ess::ess;
 use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
 use lh_plugin_api::{Model, Model_TO, Plan, PlanRef, RMut, RResult, RSlice, RSliceMut, RStr, SResult, Sampler, SamplerError, Stat, TraceSink, TraceSink_TO};
 
-/// N(μ, Σ) with Σ_ij = s_i s_j ρ^|i−j| (an AR(1) correlation), for C chains.
+/// A log-density with known first and second moments.
+pub trait Density {
+    /// D.
+    fn dim(&self) -> usize;
+    /// log π(x) (up to a constant), with ∇log π(x) into `grad`.
+    fn logp_grad(&self, x: &[f64], grad: &mut [f64]) -> f64;
+    /// The exact mean.
+    fn mean(&self) -> Vec<f64>;
+    /// The exact variances.
+    fn variances(&self) -> Vec<f64>;
+}
+
+/// N(μ, Σ) with Σ_ij = s_i s_j ρ^|i−j| (an AR(1) correlation).
 pub struct Gaussian {
     mean: Vec<f64>,
     cov: Vec<f64>,
     precision: Vec<f64>,
+}
+
+impl Gaussian {
+    /// Mean `mean`, scales `scales` and correlation `rho` between neighbours.
+    pub fn ar1(mean: Vec<f64>, scales: &[f64], rho: f64) -> Self {
+        let d = mean.len();
+        let cov: Vec<f64> = (0..d * d).map(|k| scales[k / d] * scales[k % d] * rho.powi((k / d).abs_diff(k % d) as i32)).collect();
+        let precision = invert(&cov, d);
+        Self { mean, cov, precision }
+    }
+}
+
+impl Density for Gaussian {
+    fn dim(&self) -> usize {
+        self.mean.len()
+    }
+    fn logp_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        let d = self.mean.len();
+        let dev: Vec<f64> = x.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
+        let mut quad = 0.0;
+        for i in 0..d {
+            let g: f64 = (0..d).map(|j| self.precision[i * d + j] * dev[j]).sum();
+            grad[i] = -g;
+            quad += dev[i] * g;
+        }
+        -0.5 * quad
+    }
+    fn mean(&self) -> Vec<f64> {
+        self.mean.clone()
+    }
+    fn variances(&self) -> Vec<f64> {
+        let d = self.mean.len();
+        (0..d).map(|i| self.cov[i * d + i]).collect()
+    }
+}
+
+/// A banana in the first two of D coordinates, standard normal in the rest:
+/// a ~ N(0, 1), b | a ~ N(κ(a² − 1), 1), so E b = 0 and Var b = 1 + 2κ²: a
+/// curved, non-Gaussian ridge.
+pub struct Banana {
+    pub dim: usize,
+    pub kappa: f64,
+}
+
+impl Density for Banana {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn logp_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        let (a, b) = (x[0], x[1]);
+        let r = b - self.kappa * (a * a - 1.0);
+        grad[0] = -a + 2.0 * self.kappa * a * r;
+        grad[1] = -r;
+        let mut lp = -0.5 * (a * a + r * r);
+        for i in 2..self.dim {
+            grad[i] = -x[i];
+            lp -= 0.5 * x[i] * x[i];
+        }
+        lp
+    }
+    fn mean(&self) -> Vec<f64> {
+        vec![0.0; self.dim]
+    }
+    fn variances(&self) -> Vec<f64> {
+        (0..self.dim).map(|i| if i == 1 { 1.0 + 2.0 * self.kappa * self.kappa } else { 1.0 }).collect()
+    }
+}
+
+/// A [`Density`] behind the plugin [`Model`] interface, for C chains,
+/// centred at its mean, that keeps every position it evaluates.
+pub struct TestModel<T> {
+    target: T,
+    center: Vec<f64>,
     chains: usize,
     /// Every position evaluated (D values each); evaluation i reports loss i.
     seen: Vec<f64>,
 }
 
-impl Gaussian {
-    /// Mean `mean`, scales `scales` and correlation `rho` between neighbours.
-    pub fn ar1(mean: Vec<f64>, scales: &[f64], rho: f64, chains: usize) -> Self {
-        let d = mean.len();
-        let cov: Vec<f64> = (0..d * d).map(|k| scales[k / d] * scales[k % d] * rho.powi((k / d).abs_diff(k % d) as i32)).collect();
-        let precision = invert(&cov, d);
-        Self { mean, cov, precision, chains, seen: Vec::new() }
+impl<T: Density> TestModel<T> {
+    /// `target` for `chains` chains.
+    pub fn new(target: T, chains: usize) -> Self {
+        Self { center: target.mean(), target, chains, seen: Vec::new() }
     }
 
-    /// The variances Σ_ii.
-    pub fn variances(&self) -> Vec<f64> {
-        let d = self.mean.len();
-        (0..d).map(|i| self.cov[i * d + i]).collect()
-    }
-
-    /// The mean μ.
-    pub fn mean(&self) -> &[f64] {
-        &self.mean
+    /// The density.
+    pub fn target(&self) -> &T {
+        &self.target
     }
 
     /// The position evaluation `id` was at.
     fn position(&self, id: f64) -> &[f64] {
-        let d = self.mean.len();
+        let d = self.center.len();
         let i = id as usize;
         &self.seen[i * d..(i + 1) * d]
     }
 
     /// log π, ∇log π and the evaluation's id for each position in `x`.
     fn eval(&mut self, x: &[f64], grads: &mut [f64], logp: &mut [f64], loss: &mut [f64]) {
-        let d = self.mean.len();
+        let d = self.center.len();
         for (k, xk) in x.chunks(d).enumerate() {
-            let dev: Vec<f64> = xk.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
-            let mut quad = 0.0;
-            for i in 0..d {
-                let g: f64 = (0..d).map(|j| self.precision[i * d + j] * dev[j]).sum();
-                grads[k * d + i] = -g;
-                quad += dev[i] * g;
-            }
-            logp[k] = -0.5 * quad;
+            logp[k] = self.target.logp_grad(xk, &mut grads[k * d..(k + 1) * d]);
             loss[k] = (self.seen.len() / d) as f64;
             self.seen.extend_from_slice(xk);
         }
@@ -93,9 +163,9 @@ fn invert(a: &[f64], k: usize) -> Vec<f64> {
     inv
 }
 
-impl Model for Gaussian {
+impl<T: Density> Model for TestModel<T> {
     fn dim(&self) -> usize {
-        self.mean.len()
+        self.center.len()
     }
     fn n_data(&self) -> usize {
         1
@@ -104,7 +174,7 @@ impl Model for Gaussian {
         self.chains
     }
     fn center(&self) -> RSlice<'_, f64> {
-        self.mean.as_slice().into()
+        self.center.as_slice().into()
     }
     fn beta(&self) -> f64 {
         1.0
@@ -120,10 +190,10 @@ impl Model for Gaussian {
         RResult::ROk(())
     }
     fn minibatch_grad(&mut self, _: RSlice<'_, f64>, _: RSlice<'_, u32>, _: RSliceMut<'_, f64>, _: RSliceMut<'_, f64>) -> SResult<()> {
-        RResult::RErr(SamplerError::fatal("the test Gaussian has no minibatches"))
+        RResult::RErr(SamplerError::fatal("the test model has no minibatches"))
     }
     fn loss(&mut self, _: RSlice<'_, f64>, _: RSliceMut<'_, f64>) -> SResult<()> {
-        RResult::RErr(SamplerError::fatal("the test Gaussian has no loss-only evaluation"))
+        RResult::RErr(SamplerError::fatal("the test model has no loss-only evaluation"))
     }
     fn logdensity_and_grad_chains(
         &mut self,
@@ -166,7 +236,7 @@ impl TraceSink for Memory {
     }
 }
 
-/// What a run on the [`Gaussian`] recorded.
+/// What a run on a [`TestModel`] recorded.
 pub struct Draws {
     /// The announced burn-in.
     pub burn_in: usize,
@@ -177,7 +247,7 @@ pub struct Draws {
 }
 
 /// Runs `sampler` with the full RON `config` on `target`.
-pub fn sample(sampler: &mut impl Sampler, target: &mut Gaussian, config: &str, seed: u64) -> Result<Draws, SamplerError> {
+pub fn sample<T: Density>(sampler: &mut impl Sampler, target: &mut TestModel<T>, config: &str, seed: u64) -> Result<Draws, SamplerError> {
     let mut sink = Memory::default();
     {
         let model = Model_TO::from_ptr(RMut::new(&mut *target), TD_Opaque);
@@ -192,16 +262,15 @@ pub fn sample(sampler: &mut impl Sampler, target: &mut Gaussian, config: &str, s
 /// For every coordinate i, the errors of the sample mean and variance from
 /// μ_i and Σ_ii in units of their Monte Carlo standard errors (sd/√ESS of
 /// x_i and of (x_i − x̄_i)² over the chains).
-pub fn moment_errors(draws: &Draws, target: &Gaussian) -> Vec<(f64, f64)> {
-    let d = target.mean.len();
-    let var = target.variances();
+pub fn moment_errors(draws: &Draws, target: &impl Density) -> Vec<(f64, f64)> {
+    let (d, mu, var) = (target.dim(), target.mean(), target.variances());
     (0..d)
         .map(|i| {
             let xi: Vec<Vec<f64>> = draws.x.iter().map(|c| c.iter().map(|x| x[i]).collect()).collect();
             let (mean, mcse) = mean_and_mcse(&xi);
             let sq: Vec<Vec<f64>> = xi.iter().map(|c| c.iter().map(|v| (v - mean).powi(2)).collect()).collect();
             let (v, v_mcse) = mean_and_mcse(&sq);
-            ((mean - target.mean[i]) / mcse, (v - var[i]) / v_mcse)
+            ((mean - mu[i]) / mcse, (v - var[i]) / v_mcse)
         })
         .collect()
 }
@@ -219,15 +288,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_gaussian_has_the_right_density_and_precision() {
-        let mut g = Gaussian::ar1(vec![1.0, -1.0], &[1.0, 2.0], 0.5, 1);
+    fn the_test_densities_have_the_right_gradients_and_ids() {
+        let mut g = TestModel::new(Gaussian::ar1(vec![1.0, -1.0], &[1.0, 2.0], 0.5), 1);
         // Σ = [[1, 1], [1, 4]], Σ⁻¹ = [[4, −1], [−1, 1]]/3.
         let (mut grad, mut lp, mut l) = ([0.0; 2], [0.0], [0.0]);
         g.eval(&[2.0, -1.0], &mut grad, &mut lp, &mut l);
         assert!((grad[0] + 4.0 / 3.0).abs() < 1e-12 && (grad[1] - 1.0 / 3.0).abs() < 1e-12, "{grad:?}");
         assert!((lp[0] + 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(g.variances(), [1.0, 4.0]);
+        assert_eq!(g.target().variances(), [1.0, 4.0]);
         g.eval(&[5.0, 6.0], &mut grad, &mut lp, &mut l);
         assert_eq!((l[0], g.position(1.0)), (1.0, &[5.0, 6.0][..]));
+        // The banana's gradient against central differences.
+        let b = Banana { dim: 3, kappa: 0.8 };
+        let x = [0.7, -0.2, 0.4];
+        let mut g0 = [0.0; 3];
+        b.logp_grad(&x, &mut g0);
+        for i in 0..3 {
+            let (mut xp, mut xm, mut scratch) = (x, x, [0.0; 3]);
+            xp[i] += 1e-6;
+            xm[i] -= 1e-6;
+            let fd = (b.logp_grad(&xp, &mut scratch) - b.logp_grad(&xm, &mut scratch)) / 2e-6;
+            assert!((fd - g0[i]).abs() < 1e-6, "{i}: {fd} vs {}", g0[i]);
+        }
     }
 }
