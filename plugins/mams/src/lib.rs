@@ -32,8 +32,9 @@ pub struct Config {
     pub draws: usize,
     /// Run the tuner (else use `L` and `step_size` as given).
     pub tune: bool,
-    /// The tuner's step budget N (stage i takes ⌊N·frac_tune_i⌋ transitions).
-    pub num_steps: usize,
+    /// The tuner's step budget N (stage i takes ⌊N·frac_tune_i⌋ transitions);
+    /// `None` = 2000·max(1, (D/100)^¼), which grows with D (`lh_mcmc_common::tuning_steps`).
+    pub num_steps: Option<usize>,
     pub frac_tune1: f64,
     pub frac_tune2: f64,
     pub frac_tune3: f64,
@@ -57,7 +58,7 @@ pub struct Config {
 }
 
 /// The default config.
-pub const DEFAULTS: &str = "(draws: 1000, tune: true, num_steps: 2000, frac_tune1: 0.1, frac_tune2: 0.1, frac_tune3: 0.1, target_accept: 0.9, \
+pub const DEFAULTS: &str = "(draws: 1000, tune: true, num_steps: None, frac_tune1: 0.1, frac_tune2: 0.1, frac_tune3: 0.1, target_accept: 0.9, \
                             diagonal_preconditioning: true, tuning_factor: 1.3, L_proposal_factor: None, L: None, step_size: None, \
                             init_jitter: 0.01, divergence_threshold: 1000.0)";
 
@@ -73,7 +74,8 @@ impl Sampler for Mams {
             help: "Metropolis-adjusted microcanonical sampler (adjusted MCLMC) as BlackJAX 1.2.5: full momentum refresh, \
                    N ~ ⌈U·s(L/ε)⌉ isokinetic McLachlan steps (2 gradients each, mean L/ε), optional partial refresh \
                    (L_proposal_factor), Metropolis test on the energy error. Tuned by adjusted_mclmc_find_L_and_step_size \
-                   (dual averaging to target_accept 0.9, diagonal preconditioning, L from the ESS in stage 3) starting \
+                   (dual averaging to target_accept 0.9, diagonal preconditioning, L from the ESS in stage 3) on a budget \
+                   of num_steps, by default 2000·max(1, (D/100)^¼), starting \
                    from L = √D·σ, ε = 0.2·√D·σ with σ = 1/√(nβ + γ); every chain tunes its own. Tuning transitions are \
                    recorded as burn-in. Records acceptance_rate, step_size, L, num_integration_steps and is_divergent."
                 .into(),
@@ -198,7 +200,7 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
         t.set_state(&x[k * d..(k + 1) * d], &grad[k * d..(k + 1) * d], logp[k], loss[k]);
     }
     let tune_cfg = TuneConfig {
-        num_steps: cfg.num_steps,
+        num_steps: cfg.num_steps.unwrap_or_else(|| lh_mcmc_common::tuning_steps(d)),
         frac_tune1: cfg.frac_tune1,
         frac_tune2: cfg.frac_tune2,
         frac_tune3: cfg.frac_tune3,

@@ -22,8 +22,9 @@ pub struct Config {
     pub draws: usize,
     /// Run the tuner (else use `L` and `step_size` as given).
     pub tune: bool,
-    /// The tuner's step budget N (stages take N·frac_tune1, N·frac_tune2, N·frac_tune3).
-    pub num_steps: usize,
+    /// The tuner's step budget N (stages take N·frac_tune1, N·frac_tune2, N·frac_tune3);
+    /// `None` = 2000·max(1, (D/100)^¼), which grows with D (`lh_mcmc_common::tuning_steps`).
+    pub num_steps: Option<usize>,
     pub frac_tune1: f64,
     pub frac_tune2: f64,
     pub frac_tune3: f64,
@@ -40,7 +41,7 @@ pub struct Config {
     pub init_jitter: f64,
 }
 
-const DEFAULTS: &str = "(draws: 1000, tune: true, num_steps: 2000, frac_tune1: 0.1, frac_tune2: 0.1, frac_tune3: 0.1, \
+const DEFAULTS: &str = "(draws: 1000, tune: true, num_steps: None, frac_tune1: 0.1, frac_tune2: 0.1, frac_tune3: 0.1, \
                         desired_energy_var: 5e-4, trust_in_estimate: 1.5, num_effective_samples: 150, \
                         diagonal_preconditioning: true, L: None, step_size: None, init_jitter: 0.01)";
 
@@ -56,7 +57,8 @@ impl Sampler for Mclmc {
             help: "Unadjusted microcanonical Langevin Monte Carlo: isokinetic McLachlan integrator (2 gradients \
                    per step) with ESH momentum updates and partial refresh, tuned by BlackJAX 1.2.5's three-stage \
                    L/step-size tuner with diagonal preconditioning (on by default; it starts from L = √D·σ, ε = 0.25·√D·σ with \
-                   σ = 1/√(nβ + γ), or from L and step_size when given; tune: false fixes them). Each chain tunes its own; a step that produces non-finite values is \
+                   σ = 1/√(nβ + γ), or from L and step_size when given; tune: false fixes them) on a budget of num_steps steps, \
+                   by default 2000·max(1, (D/100)^¼). Each chain tunes its own; a step that produces non-finite values is \
                    undone and caps ε at 0.8× its value. Tuning steps are recorded as burn-in. Records \
                    energy_change, step_size and L."
                 .into(),
@@ -84,6 +86,9 @@ struct Run<'m, 's> {
     total: usize,
 }
 
+/// Per chain, the ε-weighted mean of x and of x² (D each).
+type Moments = Vec<(Vec<f64>, Vec<f64>)>;
+
 /// The outcome of one step for one chain.
 struct StepInfo {
     energy_change: Vec<f64>,
@@ -101,11 +106,11 @@ impl Run<'_, '_> {
         let kinetic = mclachlan_step(&mut self.chains, &Params { eps: &self.eps, sqrt_imm: &self.sqrt_imm }, &mut |x, g, lp, l| eval::all(model, x, g, lp, l))?;
         self.refresh_half_step();
         let mut info = StepInfo { energy_change: vec![0.0; c], ok: vec![true; c] };
-        for k in 0..c {
+        for (k, kin) in kinetic.iter().enumerate() {
             let r = k * d..(k + 1) * d;
             let finite = self.chains.x[r.clone()].iter().chain(&self.chains.u[r.clone()]).all(|v| v.is_finite()) && self.chains.logp[k].is_finite();
             if finite {
-                info.energy_change[k] = kinetic[k] - self.chains.logp[k] + before.logp[k];
+                info.energy_change[k] = kin - self.chains.logp[k] + before.logp[k];
             } else {
                 info.ok[k] = false;
                 self.chains.x[r.clone()].copy_from_slice(&before.x[r.clone()]);
@@ -137,7 +142,7 @@ impl Run<'_, '_> {
 
     /// Stages 1–2 step-size adaptation for `n` steps; when `collect` is set, also
     /// the ε-weighted streaming moments of the positions (for the mass matrix).
-    fn adapt_step_size(&mut self, n: usize, collect_from: usize, cfg: &Config) -> Result<Vec<(Vec<f64>, Vec<f64>)>, SamplerError> {
+    fn adapt_step_size(&mut self, n: usize, collect_from: usize, cfg: &Config) -> Result<Moments, SamplerError> {
         let (c, d) = (self.c, self.d);
         let decay = (cfg.num_effective_samples - 1.0) / (cfg.num_effective_samples + 1.0);
         let (mut time, mut x_avg, mut eps_max) = (vec![0.0; c], vec![0.0; c], vec![f64::INFINITY; c]);
@@ -198,7 +203,7 @@ fn run(model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) -> R
     for (rng, uk) in rngs.iter_mut().zip(u.chunks_mut(d)) {
         random_unit(rng, uk);
     }
-    let n = cfg.num_steps as f64;
+    let n = cfg.num_steps.unwrap_or_else(|| lh_mcmc_common::tuning_steps(d)) as f64;
     let (n1, n2) = ((n * cfg.frac_tune1) as usize + 1, (n * cfg.frac_tune2) as usize + 1);
     let n2b = if cfg.diagonal_preconditioning && n2 > 1 { n2 / 3 } else { 0 };
     let n3 = if cfg.frac_tune3 > 0.0 { (n * cfg.frac_tune3) as usize } else { 0 };

@@ -13,7 +13,30 @@
 //!   third tuning stage);
 //! - [`testing`]: a correlated Gaussian behind the plugin [`Model`](lh_plugin_api::Model)
 //!   interface and an in-memory trace sink, to check a plugin's moments
-//!   without the host.
+//!   without the host;
+//! - [`tuning_steps`]: the default tuning budget of MCLMC and MAMS.
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tuning_steps_grow_as_the_fourth_root_of_d() {
+        assert_eq!(super::tuning_steps(20), 2000);
+        assert_eq!(super::tuning_steps(100), 2000);
+        assert_eq!(super::tuning_steps(1600), 4000);
+        assert_eq!(super::tuning_steps(9921), 6312);
+    }
+}
+
+/// The default step budget N of the MCLMC and MAMS tuners in D dimensions:
+/// 2000·max(1, (D/100)^¼) — 2000 up to D = 100, about 6300 at D = 10⁴.
+/// Each tuning stage needs about the same number of effective samples
+/// whatever D is, and the steps an isokinetic sampler takes per effective
+/// sample grow as D^¼ (Robnik et al.), so a fixed budget that suffices at
+/// D ≈ 50 leaves the stages at D ≈ 10⁴ short: the preconditioner from a
+/// handful of effective samples, the ε and L from noisy estimates.
+pub fn tuning_steps(d: usize) -> usize {
+    (2000.0 * (d as f64 / 100.0).powf(0.25).max(1.0)).round() as usize
+}
 
 pub mod adaptation;
 pub mod ess;
