@@ -3,14 +3,14 @@
 
 use lh_tests::{llc_of, quadratic_target, sample, Home};
 
-/// HMC and MCLMC on the quadratic oracle stop once R̂ ≤ 1.01 and bulk ESS ≥
-/// 400, complete, well short of the draw cap; the manifest says so with both
-/// figures, and λ̂ is within 3 SE of exact.
+/// HMC, NUTS, MAMS and MCLMC on the quadratic oracle stop once R̂ ≤ 1.01 and
+/// bulk ESS ≥ 400, complete, well short of the draw cap; the manifest says so
+/// with both figures, and λ̂ is within 3 SE of exact.
 #[test]
 fn mcmc_plugins_run_until_converged() {
     let h = Home::new();
     let (id, want) = quadratic_target(&h);
-    for plugin in ["hmc", "mclmc"] {
+    for plugin in ["hmc", "nuts", "mams", "mclmc"] {
         let m = sample(&h, &id, plugin, &["--seed", "3", "--until", "rhat=1.01,ess=400", "--budget", "grads=200000"]);
         assert_eq!(m["status"], "complete", "{plugin}");
         let stop = &m["stop"];

@@ -179,7 +179,8 @@ fn run(mut model: ModelMut<'_>, mut sink: SinkMut<'_>, cfg: &Config, seed: u64) 
             return Err(SamplerError::fatal("frac_tune1..3 must lie in [0, 1]"));
         }
     }
-    if !(cfg.target_accept > 0.0 && cfg.target_accept < 1.0) || !(cfg.divergence_threshold > 0.0) || cfg.l_proposal_factor.is_some_and(|f| !(f > 0.0)) {
+    let valid = cfg.target_accept > 0.0 && cfg.target_accept < 1.0 && cfg.divergence_threshold > 0.0 && cfg.l_proposal_factor.is_none_or(|f| f > 0.0);
+    if !valid {
         return Err(SamplerError::fatal("need 0 < target_accept < 1, divergence_threshold > 0 and L_proposal_factor > 0"));
     }
     let sigma = 1.0 / (model.n_data() as f64 * model.beta() + model.gamma()).sqrt();
