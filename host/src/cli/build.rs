@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     experiment: Option<String>,
     /// CPU threads (default: LH_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads::parse)]
     threads: Option<usize>,
 }
 
@@ -29,7 +29,7 @@ pub struct Args {
 pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     let exp = config::load_experiment(&a.config)?;
     let name = a.experiment.unwrap_or_else(|| exp.config.name.clone());
-    let threads = a.threads.unwrap_or_else(default_threads);
+    let threads = a.threads.map_or_else(default_threads, Ok)?;
     let n = exp.targets.len();
     let mut bars = Bars::new();
     let mut failed = 0;
@@ -38,7 +38,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         let built = match target::build(store, cfg, &name, threads, &mut bars) {
             Ok(b) => b,
             Err(e) if n > 1 => {
-                println!("FAILED: {}: targets[{i}]: {e}", a.config.display());
+                outln!("FAILED: {}: targets[{i}]: {e}", a.config.display());
                 failed += 1;
                 continue;
             }
@@ -51,7 +51,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         } else {
             "already in the store".to_string()
         };
-        println!("{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}", built.id, m.d, m.n, m.l0, m.beta, m.gamma, store.object_dir(&built.hash).display());
+        outln!("{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}", built.id, m.d, m.n, m.l0, m.beta, m.gamma, store.object_dir(&built.hash).display());
     }
     if failed > 0 {
         eprintln!("error: {failed} of {n} targets failed to build");

@@ -18,7 +18,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     let exp = &a.experiment;
     let c = compare::compare(store, exp)?;
     for (dir, e) in &c.failed {
-        println!("skipped {}: {e}", dir.display());
+        outln!("skipped {}: {e}", dir.display());
     }
     if c.rows.is_empty() {
         bail!("experiment `{exp}` has no run that can be analysed");
@@ -27,13 +27,22 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     let dir = store.existing_experiment_dir(exp)?;
     compare::write_csv(&c.rows, &dir.join(COMPARE_CSV))?;
     compare::plot(&c.rows, exp, &dir.join(COMPARE_PNG))?;
-    println!(
+    outln!(
         // λ̂ and R̂ carry a combining mark: one char more than they display.
         "{:<18} {:<10} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
-        "target", "plugin", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
+        "target",
+        "plugin",
+        "runs",
+        "λ̂ ± SE",
+        "SE boot",
+        "R̂",
+        "ESS",
+        "ESS/s",
+        "WNV·grad",
+        "WNV·s"
     );
     for r in &c.rows {
-        println!(
+        outln!(
             "{:<18} {:<10} {:>4} {:>22} {:>9} {:>8} {:>9.1} {:>10} {:>11} {:>11}",
             r.target_id,
             r.plugin,
@@ -47,6 +56,6 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
             fmt_sci(r.wnv_seconds, 3)
         );
     }
-    println!("wrote {} and {}", dir.join(COMPARE_CSV).display(), dir.join(COMPARE_PNG).display());
+    outln!("wrote {} and {}", dir.join(COMPARE_CSV).display(), dir.join(COMPARE_PNG).display());
     Ok(Exit::Success)
 }

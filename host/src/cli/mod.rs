@@ -2,6 +2,9 @@
 //! `exec`. Parsed arguments flow in; the library does the work; every line
 //! printed and every progress bar drawn is drawn here.
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod build;
 mod compare;
@@ -16,6 +19,7 @@ mod plugins;
 mod sample;
 mod signals;
 mod targets;
+mod threads;
 mod truth;
 
 use clap::{Parser, Subcommand};
@@ -67,7 +71,7 @@ enum Command {
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
-    let store = Store::from_env();
+    let store = Store::from_env()?;
     match cli.command {
         Command::Build(a) => build::exec(&store, a),
         Command::Sample(a) => sample::exec_sample(&store, a),

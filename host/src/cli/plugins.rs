@@ -8,13 +8,13 @@ use super::exit::Exit;
 pub fn exec() -> Result<Exit> {
     let paths = plugins::discover_paths();
     if paths.is_empty() {
-        println!("no plugins found in: {}", plugins::search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+        outln!("no plugins found in: {}", plugins::search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     for p in paths {
         match plugins::load(&p) {
             Ok(l) => {
                 let i = &l.info;
-                println!(
+                outln!(
                     "{} {} (plugin API {})\n  path: {}\n  {}\n  defaults: {}\n",
                     i.name,
                     i.version,
@@ -24,7 +24,7 @@ pub fn exec() -> Result<Exit> {
                     i.default_config
                 );
             }
-            Err(e) => println!("(unloadable) {e}\n"),
+            Err(e) => outln!("(unloadable) {e}\n"),
         }
     }
     Ok(Exit::Success)

@@ -46,7 +46,7 @@ pub struct JobArgs {
     #[arg(long)]
     experiment: Option<String>,
     /// CPU threads (default: LH_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads::parse)]
     threads: Option<usize>,
     /// Then run `diagnose` on the run directory (analysis.json and plots).
     #[arg(long)]
@@ -89,7 +89,7 @@ impl JobArgs {
             backend: self.backend,
             precision: self.precision,
             experiment: self.experiment.unwrap_or_else(|| default_exp.to_string()),
-            threads: self.threads.unwrap_or_else(default_threads),
+            threads: self.threads.map_or_else(default_threads, Ok)?,
             diagnose: self.diagnose.then_some(Mode::Light),
         })
     }
@@ -120,12 +120,12 @@ pub fn exec_run(store: &Store, a: RunArgs) -> Result<Exit> {
 fn report(store: &Store, job: &Job) -> Result<Exit> {
     let JobOutcome { built, run, analysis, .. } = run_job(store, job, &mut Bars::new())?;
     if let Some(b) = built {
-        println!("target {} (D = {}, n = {}, L0 = {:.6e}){}", b.id, b.meta.d, b.meta.n, b.meta.l0, if b.trained { ", built now" } else { ", from the store" });
+        outln!("target {} (D = {}, n = {}, L0 = {:.6e}){}", b.id, b.meta.d, b.meta.n, b.meta.l0, if b.trained { ", built now" } else { ", from the store" });
     }
     let m = &run.manifest;
     match &m.llc {
         Some(e) => {
-            println!(
+            outln!(
                 "λ̂ = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
                 e.mean,
                 e.se,
@@ -134,13 +134,13 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
                 e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
             );
             match e.rhat {
-                Some(r) => println!("R̂(L_n) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
-                None => println!("independent draws: {} in all", e.ess_bulk),
+                Some(r) => outln!("R̂(L_n) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
+                None => outln!("independent draws: {} in all", e.ess_bulk),
             }
         }
-        None => println!("no draws after burn-in: no estimate"),
+        None => outln!("no draws after burn-in: no estimate"),
     }
-    println!(
+    outln!(
         "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}",
         m.plugin.name,
         m.plugin.version,
@@ -152,9 +152,9 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
         m.work.loss_evals,
         if m.status == Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
     );
-    println!("run: {}", run.dir.display());
+    outln!("run: {}", run.dir.display());
     if let Some((path, a)) = analysis {
-        println!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+        outln!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
     }
     Ok(Exit::unless_interrupted(Exit::Success))
 }

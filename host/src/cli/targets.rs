@@ -34,24 +34,24 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
 fn ls(store: &Store) -> Result<Exit> {
     let all = target::list(store)?;
     if all.is_empty() {
-        println!("no targets in {}", store.home.display());
+        outln!("no targets in {}", store.home.display());
         return Ok(Exit::Success);
     }
-    println!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12}  created", "id", "kind", "D", "n", "sizes", "act", "L0");
+    outln!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12}  created", "id", "kind", "D", "n", "sizes", "act", "L0");
     for (_, hash) in all {
         let m = store.load_meta::<TargetMeta>(&hash)?.meta;
         let (sizes, act) = match m.source.mlp() {
             Some(spec) => (spec.sizes().iter().map(ToString::to_string).collect::<Vec<_>>().join("-"), format!("{:?}", spec.activation).to_lowercase()),
             None => ("-".to_string(), "-".to_string()),
         };
-        println!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12.5e}  {}", m.target_id, m.source.kind(), m.d, m.n, sizes, act, m.l0, m.provenance.created);
+        outln!("{:<18} {:<9} {:>7} {:>7} {:<22} {:<9} {:>12.5e}  {}", m.target_id, m.source.kind(), m.d, m.n, sizes, act, m.l0, m.provenance.created);
     }
     Ok(Exit::Success)
 }
 
 fn show(store: &Store, id: &str) -> Result<Exit> {
     let t = target::load(store, id)?;
-    println!("{}", serde_json::to_string_pretty(&store.load_meta::<serde_json::Value>(&t.hash)?)?);
-    println!("# files: {}", store.object_dir(&t.hash).join("payload").display());
+    outln!("{}", serde_json::to_string_pretty(&store.load_meta::<serde_json::Value>(&t.hash)?)?);
+    outln!("# files: {}", store.object_dir(&t.hash).join("payload").display());
     Ok(Exit::Success)
 }

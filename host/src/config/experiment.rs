@@ -11,6 +11,7 @@ use super::plugin_config::Overrides;
 use super::presets::load_preset;
 use super::sections::*;
 use crate::error::{Error, Result};
+use crate::memory;
 
 /// Overrides of a target's sections, written under `overrides:` in an experiment file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -188,6 +189,7 @@ pub fn resolve_target(spec: &TargetSpec, shared_training: &TrainingPatch, shared
                 p.apply(&mut posterior);
             }
             posterior.validate()?;
+            memory::check(&format!("quadratic.dim = {}", q.dim), 8.0 * 8.0 * q.dim as f64)?;
             return Ok(TargetRecipe::Quadratic(QuadraticConfig { dim: q.dim, n: q.n, posterior }));
         }
         (Some(m), Some(d), None) => (m, d),
@@ -225,6 +227,7 @@ impl TargetConfig {
     /// Checks every section.
     pub fn validate(&self) -> Result<()> {
         self.data.validate(self.model.in_dim)?;
+        self.check_memory()?;
         self.posterior.validate()?;
         let t = &self.training;
         crate::ensure!(t.lr > 0.0 && t.lr.is_finite(), "training.lr must be > 0, got {}", t.lr);
@@ -236,6 +239,9 @@ impl TargetConfig {
             TeacherConfig::StudentArch => {}
             TeacherConfig::Mlp { widths, dropout, .. } => {
                 crate::ensure!(widths.iter().all(|w| *w >= 1), "teacher.widths must all be ≥ 1");
+                let sizes: Vec<usize> = [self.model.in_dim].into_iter().chain(widths.iter().copied()).chain([self.model.out_dim]).collect();
+                let d = crate::model::param_count(&sizes, true).map_or(f64::INFINITY, |d| d as f64);
+                memory::check(&format!("teacher.widths = {widths:?} ({d} parameters)"), 8.0 * d)?;
                 crate::ensure!((0.0..1.0).contains(dropout), "teacher.dropout must be in [0, 1)");
             }
             TeacherConfig::DeepLinear { widths, rank } => {
@@ -244,5 +250,19 @@ impl TargetConfig {
             }
         }
         Ok(())
+    }
+
+    /// Refuses, by key, data or a model too large for this machine's memory:
+    /// building holds X and Y (train and test, several copies: generated,
+    /// trained on, written) and about six copies of θ (teacher, w*, Adam's
+    /// moments, gradient).
+    fn check_memory(&self) -> Result<()> {
+        let d = &self.data;
+        let m = &self.model;
+        let rows = d.n as f64 + d.n_test as f64;
+        let data_bytes = 8.0 * 3.0 * rows * (m.in_dim as f64 + 2.0 * m.out_dim as f64);
+        memory::check(&format!("data.n = {}, data.n_test = {} ({} → {} columns)", d.n, d.n_test, m.in_dim, m.out_dim), data_bytes)?;
+        let params = 8.0 * 6.0 * m.n_params() as f64;
+        memory::check(&format!("model.widths = {:?} ({} parameters)", m.widths, m.n_params()), params)
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use lh_plugin_api::{Plan, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
 
+use crate::memory;
 use crate::progress::{Monitor, Progress};
 
 /// The host side of [`TraceSink`]: validates and keeps every draw.
@@ -44,9 +45,17 @@ impl TraceSink for Recorder<'_> {
         } else if plan.burn_in > plan.draws {
             Err(SamplerError::fatal(format!("burn-in {} exceeds the {} announced draws", plan.burn_in, plan.draws)))
         } else {
-            self.plan = Some(plan);
-            self.loss.reserve(plan.draws);
-            Ok(())
+            // Nothing is reserved for what is announced (traces grow as draws
+            // arrive), but a run that could never be kept is refused up front:
+            // L_n and λ̂ of every draw of every chain, in f64.
+            let bytes = 16.0 * plan.draws as f64 * self.chains as f64;
+            match memory::check(&format!("the plugin announced {} draws of {} chains (its `draws`/`steps` setting)", plan.draws, self.chains), bytes) {
+                Ok(()) => {
+                    self.plan = Some(plan);
+                    Ok(())
+                }
+                Err(e) => Err(SamplerError::fatal(e.to_string())),
+            }
         };
         r.into()
     }

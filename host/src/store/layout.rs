@@ -34,9 +34,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store at `$LH_HOME`, or `./artifacts`.
-    pub fn from_env() -> Self {
-        Self { home: std::env::var_os("LH_HOME").map_or_else(|| PathBuf::from("artifacts"), PathBuf::from) }
+    /// The store at `$LH_HOME`, or `./artifacts`; an empty `LH_HOME` is an error.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var_os("LH_HOME") {
+            Some(h) if h.is_empty() => Err(Error::invalid("LH_HOME is set but empty: unset it (the store is then ./artifacts) or name a folder")),
+            Some(h) => Ok(Self { home: PathBuf::from(h) }),
+            None => Ok(Self { home: PathBuf::from("artifacts") }),
+        }
     }
 
     /// Where every object lives.

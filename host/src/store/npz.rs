@@ -99,6 +99,7 @@ impl Npz {
         let f = self.file(name)?;
         let shape: Vec<usize> = f.shape().iter().map(|s| *s as usize).collect();
         let bad = |e: std::io::Error| Error::bad_file(&path, format!("array `{name}`: {e}"));
+        let fortran = f.order() == npyz::Order::Fortran;
         let dtype = f.dtype();
         let npyz::DType::Plain(ts) = &dtype else {
             return Err(Error::bad_file(&path, format!("array `{name}` has a structured dtype; expected numbers")));
@@ -112,6 +113,16 @@ impl Npz {
             (npyz::TypeChar::Bool, 1) => f.into_vec::<bool>().map_err(bad)?.into_iter().map(|v| f64::from(u8::from(v))).collect(),
             _ => return Err(Error::bad_file(&path, format!("array `{name}` has dtype {ts}; expected float or integer"))),
         };
+        Ok((shape.clone(), if fortran { fortran_to_c(&shape, &data) } else { data }))
+    }
+
+    /// [`Npz::f64`], refusing NaN and ±inf with the array's name and the first bad index.
+    pub fn finite_f64(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let (shape, data) = self.f64(name)?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            let at: Vec<usize> = unravel(i, &shape);
+            return Err(Error::bad_file(&self.path, format!("array `{name}` holds {} at index {at:?}: every value must be finite", data[i])));
+        }
         Ok((shape, data))
     }
 
@@ -142,6 +153,27 @@ impl Npz {
         }
         Ok(v.remove(0))
     }
+}
+
+/// The C-order (row-major) index of flat position `i` in an array of `shape`.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut at = vec![0; shape.len()];
+    for (a, &n) in at.iter_mut().zip(shape).rev() {
+        *a = i % n.max(1);
+        i /= n.max(1);
+    }
+    at
+}
+
+/// Reorders the values of a Fortran-ordered (column-major) array of `shape`
+/// into C order (row-major), as numpy would lay out `np.ascontiguousarray`.
+fn fortran_to_c(shape: &[usize], data: &[f64]) -> Vec<f64> {
+    // Column-major strides: the first axis varies fastest.
+    let mut strides = vec![1; shape.len()];
+    for k in 1..shape.len() {
+        strides[k] = strides[k - 1] * shape[k - 1];
+    }
+    (0..data.len()).map(|i| data[unravel(i, shape).iter().zip(&strides).map(|(a, s)| a * s).sum::<usize>()]).collect()
 }
 
 #[cfg(test)]

@@ -25,8 +25,9 @@ pub enum TargetSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedConfig {
-    /// sha256 of the imported npz file.
-    pub npz_sha256: String,
+    /// sha256 of the imported arrays' values (X, Y, w_star, X_test, Y_test), so
+    /// that the same network gives the same id however the file was written.
+    pub arrays_sha256: String,
     pub model: MlpSpec,
     pub posterior: PosteriorConfig,
 }
