@@ -45,12 +45,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("{}: targets[{i}]", a.config.display()))),
         };
         let m = &built.meta;
-        let how = if built.trained {
-            let t = m.training.as_ref().map_or(0.0, |t| t.wall_s);
-            format!("built in {t:.1} s")
-        } else {
-            "already in the store".to_string()
-        };
+        let how = if built.trained { format!("built in {:.1} s", built.seconds) } else { "already in the store".to_string() };
         outln!("{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}", built.id, m.d, m.n, m.l0, m.beta, m.gamma, store.object_dir(&built.hash).display());
     }
     if failed > 0 {

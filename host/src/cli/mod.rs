@@ -18,6 +18,7 @@ mod monitor;
 mod plugins;
 mod sample;
 mod signals;
+mod store;
 mod targets;
 mod threads;
 mod truth;
@@ -59,6 +60,8 @@ enum Command {
     Compare(compare::Args),
     /// List or inspect the targets in the store.
     Targets(targets::Args),
+    /// Store housekeeping: `store gc` removes what killed processes left behind.
+    Store(store::Args),
     /// Import a network trained elsewhere as a target (see README: "Importing a network").
     Import(import::Args),
     /// The analytic learning coefficient of a deep linear network (Aoyagi 2024).
@@ -67,11 +70,21 @@ enum Command {
     Bench(bench::Args),
     /// List the GPU adapters wgpu finds (name, API, device type, f64 support).
     Devices(devices::Args),
+    /// Internal: load one plugin library and exit (0: it loads, 2: a clean error), so
+    /// that a library that crashes while loading crashes this child, not the host.
+    #[command(name = "__probe-plugin", hide = true)]
+    ProbePlugin(plugins::ProbeArgs),
 }
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    if let Command::ProbePlugin(a) = cli.command {
+        return plugins::exec_probe(a);
+    }
     let store = Store::from_env()?;
+    if let Ok(exe) = std::env::current_exe() {
+        lh_host::sample::probe::isolate(exe, store.cache_dir().join("plugin-probes"));
+    }
     match cli.command {
         Command::Build(a) => build::exec(&store, a),
         Command::Sample(a) => sample::exec_sample(&store, a),
@@ -83,9 +96,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::DiagnoseTargets(a) => diagnose_target::exec_experiment(&store, a),
         Command::Compare(a) => compare::exec(&store, a),
         Command::Targets(a) => targets::exec(&store, a),
+        Command::Store(a) => store::exec(&store, a),
         Command::Import(a) => import::exec(&store, a),
         Command::Truth(a) => truth::exec(&store, a),
         Command::Bench(a) => bench::exec(a),
         Command::Devices(a) => devices::exec(a),
+        Command::ProbePlugin(_) => unreachable!("handled above"),
     }
 }

@@ -1,9 +1,23 @@
 //! `lh-host plugins`: every plugin found, loaded and described.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use lh_host::sample::plugins;
 
 use super::exit::Exit;
+
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// The library to load.
+    path: PathBuf,
+}
+
+/// Loads the library in this (child) process: a crash here is the verdict.
+pub fn exec_probe(a: ProbeArgs) -> Result<Exit> {
+    plugins::load(&a.path)?;
+    Ok(Exit::Success)
+}
 
 pub fn exec() -> Result<Exit> {
     let paths = plugins::discover_paths();

@@ -51,6 +51,18 @@ pub struct JobArgs {
     /// Then run `diagnose` on the run directory (analysis.json and plots).
     #[arg(long)]
     diagnose: bool,
+    /// Seconds between two checkpoints of the run directory while it draws (a killed
+    /// run keeps the draws of its last checkpoint).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    checkpoint_every: f64,
+}
+
+/// A positive, finite number of seconds.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds > 0")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,6 +103,7 @@ impl JobArgs {
             experiment: self.experiment.unwrap_or_else(|| default_exp.to_string()),
             threads: self.threads.map_or_else(default_threads, Ok)?,
             diagnose: self.diagnose.then_some(Mode::Light),
+            checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_every),
         })
     }
 }

@@ -8,7 +8,9 @@ pub mod execute;
 pub mod manifest;
 pub mod plugins;
 pub mod posterior;
+pub mod probe;
 pub mod recorder;
+pub mod run_dir;
 
 pub use self::execute::{execute, Outcome, Request};
 pub use self::manifest::{Manifest, Status};

@@ -2,6 +2,9 @@
 //! log π(θ) = −nβ·L_n(θ) − (γ/2)‖θ − θ*‖². Implements the plugin-api
 //! [`Model`] and counts the work done through it.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use lh_plugin_api::{Model, RSlice, RSliceMut, SResult, SamplerError};
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +12,7 @@ use crate::backend::{Backend, Batch};
 use crate::error::{Error, Result};
 
 /// Work done through the model, counted by the host.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Work {
     /// Gradient evaluations per chain in full-batch equivalents (a minibatch
     /// of b rows counts b/n).
@@ -31,7 +34,8 @@ pub struct Posterior {
     beta: f64,
     gamma: f64,
     l0: f64,
-    pub work: Work,
+    /// The work counters, shared with the recorder (which checkpoints them).
+    pub work: Rc<RefCell<Work>>,
 }
 
 impl Posterior {
@@ -42,7 +46,7 @@ impl Posterior {
         let mut loss = vec![0.0; c];
         let positions: Vec<f64> = center.iter().copied().cycle().take(c * d).collect();
         backend.loss_grad(&positions, Batch::Full, &mut loss, None)?;
-        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Work::default() })
+        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Rc::default() })
     }
 
     /// nβ.
@@ -90,7 +94,7 @@ impl Posterior {
     fn map_err(&mut self, e: Error) -> SamplerError {
         match e {
             Error::Numerical(m) => {
-                self.work.non_finite += 1;
+                self.work.borrow_mut().non_finite += 1;
                 SamplerError::recoverable(m)
             }
             other => SamplerError::fatal(other.to_string()),
@@ -132,8 +136,8 @@ impl Model for Posterior {
         if let Err(e) = self.check(positions.len(), &[c * d, c, c], &[grads.len(), logp.len(), loss.len()]) {
             return Err(e).into();
         }
-        self.work.full_grad_calls += 1;
-        self.work.grad_evals_fge += 1.0;
+        self.work.borrow_mut().full_grad_calls += 1;
+        self.work.borrow_mut().grad_evals_fge += 1.0;
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
         r.map_err(|e| self.map_err(e)).into()
@@ -150,8 +154,8 @@ impl Model for Posterior {
         if let Err(e) = self.check(positions.len(), &[c * d, c], &[grads.len(), loss.len()]) {
             return Err(e).into();
         }
-        self.work.minibatch_grad_calls += 1;
-        self.work.grad_evals_fge += rows.len() as f64 / self.backend.n_data() as f64;
+        self.work.borrow_mut().minibatch_grad_calls += 1;
+        self.work.borrow_mut().grad_evals_fge += rows.len() as f64 / self.backend.n_data() as f64;
         let r = self.backend.loss_grad(&positions, Batch::Rows(&rows), &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, None);
         r.map_err(|e| self.map_err(e)).into()
@@ -162,7 +166,7 @@ impl Model for Posterior {
         if let Err(e) = self.check(positions.len(), &[c], &[loss.len()]) {
             return Err(e).into();
         }
-        self.work.loss_evals += 1;
+        self.work.borrow_mut().loss_evals += 1;
         self.backend.loss_grad(&positions, Batch::Full, &mut loss, None).map_err(|e| self.map_err(e)).into()
     }
 }
@@ -190,7 +194,7 @@ mod tests {
         assert_eq!(l, [0.5, 2.0]);
         assert_eq!(lp, [-53.0 * 0.5, -53.0 * 2.0]);
         assert_eq!(g, [-53.0, 0.0, 0.0, -106.0]);
-        assert_eq!(p.work.full_grad_calls, 1);
+        assert_eq!(p.work.borrow().full_grad_calls, 1);
         let bad = p.loss(RSlice::from_slice(&pos[..2]), RSliceMut::from_mut_slice(&mut l)).unwrap_err();
         assert!(bad.message.contains("positions has 2 values"));
     }

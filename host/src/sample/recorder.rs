@@ -1,40 +1,125 @@
 //! The host side of the plugin's [`TraceSink`]: every draw validated and
-//! kept, phases timed, progress passed on to a [`Monitor`].
+//! kept, phases timed, progress passed on to a [`Monitor`], and the run
+//! checkpointed to its directory (at `begin`, every few seconds while draws
+//! arrive, and at the end), so that a killed run keeps what it drew.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use lh_plugin_api::{Plan, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
+use lh_plugin_api::{Plan, RSlice, RStr, RunSummary, SResult, SamplerError, Stat, TraceSink};
 
+use super::manifest::{Manifest, Status};
+use super::posterior::Work;
+use super::run_dir::{RunDir, Snapshot};
+use crate::error::Result;
+use crate::estimate;
 use crate::memory;
 use crate::progress::{Monitor, Progress};
+use crate::store::Store;
 
-/// The host side of [`TraceSink`]: validates and keeps every draw.
+/// How a run writes itself to disk as it goes.
+pub struct Checkpoints {
+    /// Where the run directory goes.
+    pub store: Store,
+    /// The manifest's fixed fields (run id, plugin, config, backend, target, …);
+    /// each snapshot fills in the rest.
+    pub base: Manifest,
+    /// The posterior's work counters.
+    pub work: Rc<RefCell<Work>>,
+    /// Seconds between two snapshots while the plugin records draws.
+    pub every: Duration,
+}
+
+/// The host side of [`TraceSink`]: validates and keeps every draw, and
+/// checkpoints them to the run directory.
 pub struct Recorder<'m> {
     chains: usize,
-    pub(super) plan: Option<Plan>,
+    plan: Option<Plan>,
     /// loss[t][c].
-    pub(super) loss: Vec<Vec<f64>>,
+    loss: Vec<Vec<f64>>,
     /// name → values[t][c], in the order first seen.
-    pub(super) stats: BTreeMap<String, Vec<Vec<f64>>>,
+    stats: BTreeMap<String, Vec<Vec<f64>>>,
     phases: Vec<(String, Instant)>,
     monitor: &'m mut dyn Monitor,
+    checkpoints: Checkpoints,
+    start: Instant,
+    last_write: Instant,
+    dir: Option<RunDir>,
 }
 
 impl<'m> Recorder<'m> {
-    /// A recorder for `chains` chains, reporting progress to `monitor` (which also says when to stop).
-    pub fn new(chains: usize, monitor: &'m mut dyn Monitor) -> Self {
-        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor }
+    /// A recorder for `chains` chains, reporting progress to `monitor` (which
+    /// also says when to stop), writing the run as `checkpoints` says.
+    pub fn new(chains: usize, monitor: &'m mut dyn Monitor, checkpoints: Checkpoints) -> Self {
+        let now = Instant::now();
+        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor, checkpoints, start: now, last_write: now, dir: None }
     }
 
-    /// Seconds spent in each announced phase, and in total since the first.
-    pub fn timings(&self, end: Instant) -> BTreeMap<String, f64> {
+    /// Seconds spent in each announced phase, and `total` since the start.
+    fn timings(&self, end: Instant) -> BTreeMap<String, f64> {
         let mut t = BTreeMap::new();
         for (i, (name, start)) in self.phases.iter().enumerate() {
             let stop = self.phases.get(i + 1).map_or(end, |p| p.1);
             *t.entry(name.clone()).or_insert(0.0) += stop.duration_since(*start).as_secs_f64();
         }
+        t.insert("total".into(), end.duration_since(self.start).as_secs_f64());
         t
+    }
+
+    /// The manifest of the run as it stands.
+    fn manifest(&self, status: Status, error: Option<String>) -> Manifest {
+        let plan = self.plan.unwrap_or(Plan { draws: 0, burn_in: 0, independent: false });
+        let mut m = self.checkpoints.base.clone();
+        let draws = self.loss.len();
+        let loss_ct: Vec<Vec<f64>> = (0..self.chains).map(|c| self.loss.iter().map(|row| row[c]).collect()).collect();
+        m.llc = (draws > plan.burn_in).then(|| estimate::llc(&loss_ct, plan.burn_in, m.n_beta(), m.l0, plan.independent));
+        m.status = status;
+        m.error = error;
+        m.draws = draws;
+        m.draws_announced = plan.draws;
+        m.burn_in = plan.burn_in;
+        m.independent_draws = plan.independent;
+        m.timings = self.timings(Instant::now());
+        m.work = *self.checkpoints.work.borrow();
+        m
+    }
+
+    /// Writes `manifest` and the draws so far (creating the run directory the first time).
+    fn save(&mut self, manifest: &Manifest) -> Result<PathBuf> {
+        let snapshot = Snapshot { manifest, loss: &self.loss, stats: &self.stats };
+        match &self.dir {
+            Some(d) => d.write(&snapshot)?,
+            None => self.dir = Some(RunDir::create(&self.checkpoints.store, &snapshot)?),
+        }
+        self.last_write = Instant::now();
+        Ok(self.dir.as_ref().expect("just written").path.clone())
+    }
+
+    /// A snapshot of the run so far, marked incomplete.
+    fn checkpoint(&mut self) -> std::result::Result<(), SamplerError> {
+        let m = self.manifest(Status::Incomplete, None);
+        self.save(&m).map(|_| ()).map_err(|e| SamplerError::fatal(format!("writing a checkpoint: {e}")))
+    }
+
+    /// The last write: the run as it ended (`summary` is the plugin's, when it
+    /// returned one). Returns the run directory and its manifest.
+    pub fn finish(mut self, status: Status, error: Option<String>, summary: Option<RunSummary>) -> Result<(PathBuf, Manifest)> {
+        let mut m = self.manifest(status, error);
+        if let Some(s) = summary {
+            m.tuned = s.tuned.iter().map(|t| (t.name.to_string(), t.value)).collect();
+            m.notes = s.notes.to_string();
+        }
+        let dir = self.save(&m)?;
+        self.monitor.report(Progress::Finish);
+        Ok((dir, m))
+    }
+
+    /// Draws recorded so far, and the plan the plugin announced.
+    pub fn recorded(&self) -> (usize, Option<Plan>) {
+        (self.loss.len(), self.plan)
     }
 }
 
@@ -52,7 +137,8 @@ impl TraceSink for Recorder<'_> {
             match memory::check(&format!("the plugin announced {} draws of {} chains (its `draws`/`steps` setting)", plan.draws, self.chains), bytes) {
                 Ok(()) => {
                     self.plan = Some(plan);
-                    Ok(())
+                    // The run directory appears now, with no draws yet.
+                    self.checkpoint()
                 }
                 Err(e) => Err(SamplerError::fatal(e.to_string())),
             }
@@ -97,6 +183,9 @@ impl TraceSink for Recorder<'_> {
                 v.push(s.values.to_vec());
             }
             self.loss.push(loss.to_vec());
+            if self.last_write.elapsed() >= self.checkpoints.every {
+                self.checkpoint()?;
+            }
             Ok(())
         })();
         r.into()

@@ -1,12 +1,13 @@
 //! Every artifact path rule, in one place:
 //!
 //! ```text
-//! $LH_HOME/store/objects/sha256/<hash>/{payload/…, meta.json}     immutable objects
+//! $LH_HOME/store/objects/sha256/<hash>/{payload/…, meta.json, provenance.json}   immutable objects
 //! $LH_HOME/store/tmp/                                              objects being assembled
 //! $LH_HOME/experiments/<exp>/targets/<target_id> -> ../../../store/objects/sha256/<hash>
 //! $LH_HOME/experiments/<exp>/runs/<run id>/{manifest.json, traces.npz, analysis.json, diagnostics/*.png}
 //! $LH_HOME/experiments/<exp>/{compare.csv, compare.png}
 //! $LH_HOME/target-diagnostics/<target_id>/*.png
+//! $LH_HOME/cache/plugin-probes/<sha256>.json                       whether loading a plugin file crashes
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,10 @@ pub const RUN_FIGURES: &str = "diagnostics";
 /// An experiment's comparison table and figure.
 pub const COMPARE_CSV: &str = "compare.csv";
 pub const COMPARE_PNG: &str = "compare.png";
-/// An object's metadata.
+/// An object's metadata (covered by the object hash).
 pub const OBJECT_META: &str = "meta.json";
+/// When and by what an object was made (outside the hash).
+pub const OBJECT_PROVENANCE: &str = "provenance.json";
 
 /// The artifact root (`$LH_HOME`, default `./artifacts`) and its paths.
 #[derive(Debug, Clone)]
@@ -112,10 +115,21 @@ impl Store {
         Ok(self.experiment_dir(exp)?.join("runs"))
     }
 
+    /// Caches that can be deleted at any time (e.g. `plugin-probes/`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache")
+    }
+
     /// The figures of target `id` (outside the immutable object).
     pub fn target_figures_dir(&self, id: &str) -> PathBuf {
         self.home.join("target-diagnostics").join(id)
     }
+}
+
+/// The name prefix of a temporary file or folder made by this process
+/// (`obj-<pid>-`), so that `store gc` can tell a dead process's leftovers.
+pub fn tmp_prefix(kind: &str) -> String {
+    format!("{kind}-{}-", std::process::id())
 }
 
 /// An experiment name must be a plain folder name: no separators, not `.` or `..`.

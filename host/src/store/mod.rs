@@ -4,6 +4,7 @@
 //! here knows what a target or a run means.
 
 pub mod atomic;
+pub mod gc;
 pub mod layout;
 pub mod npz;
 pub mod objects;
@@ -11,4 +12,4 @@ pub mod provenance;
 pub mod record;
 
 pub use self::layout::Store;
-pub use self::objects::{sha256_hex, ObjectMeta};
+pub use self::objects::{sha256_hex, ObjectMeta, ObjectProvenance};

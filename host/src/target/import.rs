@@ -9,20 +9,24 @@
 //! however it was saved (C or Fortran order, either `widths` form).
 
 use std::path::Path;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::build::{data_npz, params_npz, Built};
+use super::build::{commit, data_npz, params_npz, Built};
 use super::meta::{ImportedConfig, TargetMeta, TargetSource};
 use crate::backend::{cpu, Dataset};
 use crate::config::{BetaMode, PosteriorConfig};
 use crate::error::{Error, Result};
 use crate::model::{param_count, Activation, LossKind, MlpSpec, Precision};
+use crate::store::layout::check_experiment_name;
 use crate::store::npz::Npz;
 use crate::store::Store;
 
 /// Imports the network in the npz at `path` and links it into experiment `exp`.
 pub fn import(store: &Store, path: &Path, exp: &str, threads: usize) -> Result<Built> {
+    let start = Instant::now();
+    check_experiment_name(exp)?;
     let mut z = Npz::open(path)?;
     let bad = |msg: String| Error::bad_file(path, msg);
     let (xs, x) = z.finite_f64("X")?;
@@ -79,9 +83,9 @@ pub fn import(store: &Store, path: &Path, exp: &str, threads: usize) -> Result<B
         ("params.npz", params_npz(&spec, &w_star, None)?),
     ];
     let meta = TargetMeta::new(&id, source, spec.n_params(), train.n, test.n, l0[0], Precision::F64, None);
-    let hash = store.commit(&payload, meta.clone())?;
-    store.link(exp, "targets", &id, &hash)?;
-    Ok(Built { id, hash, trained: false, meta })
+    let built = commit(store, id, &payload, meta, false, start)?;
+    store.link(exp, "targets", &built.id, &built.hash)?;
+    Ok(built)
 }
 
 /// sha256 over the arrays' values (little-endian f64, C order, each prefixed by its length).

@@ -1,12 +1,12 @@
 //! A target's metadata record (`meta.json`, besides the store's hash
 //! fields): where it came from (the canonical config its id hashes), its
-//! size, L0, β, γ and provenance.
+//! size, L0, β and γ. (When and by what it was built is in the object's
+//! provenance.json, outside the object hash.)
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PosteriorConfig, QuadraticConfig, TargetConfig};
 use crate::model::{LossKind, MlpSpec, Precision};
-use crate::store::provenance::Provenance;
 use crate::store::sha256_hex;
 
 /// Where a target came from; its canonical JSON is what the id hashes.
@@ -75,7 +75,6 @@ pub struct TrainingSummary {
     pub steps_run: usize,
     pub early_stopped: bool,
     pub final_test_loss: Option<f64>,
-    pub wall_s: f64,
 }
 
 /// A target's `meta.json` (besides the store's hash fields).
@@ -98,8 +97,6 @@ pub struct TargetMeta {
     /// Precision w* was trained in (f64 for imports: stored as given).
     pub precision: Precision,
     pub training: Option<TrainingSummary>,
-    #[serde(flatten)]
-    pub provenance: Provenance,
 }
 
 impl TargetMeta {
@@ -129,7 +126,6 @@ impl TargetMeta {
             precision,
             training,
             source,
-            provenance: Provenance::now(),
         }
     }
 }

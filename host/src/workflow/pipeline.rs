@@ -2,6 +2,7 @@
 //! (diagnose).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::backend::{BackendFactory, BackendKind};
 use crate::config::{resolve_config, Overrides, TargetRecipe};
@@ -10,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::Precision;
 use crate::progress::Monitor;
 use crate::sample::{self, plugins, Outcome, Request};
+use crate::store::layout::check_experiment_name;
 use crate::store::Store;
 use crate::target::{self, Built, Target};
 
@@ -41,6 +43,8 @@ pub struct Job {
     pub threads: usize,
     /// Diagnose the run afterwards (analysis.json and figures).
     pub diagnose: Option<Mode>,
+    /// Time between two checkpoints of the run while it draws.
+    pub checkpoint_every: Duration,
 }
 
 /// What a job did.
@@ -58,6 +62,7 @@ pub struct JobOutcome {
 /// and the stop request go through `monitor`. A plugin failure is an
 /// [`Error::Plugin`] (its draws so far are kept in the run directory).
 pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<JobOutcome> {
+    check_experiment_name(&job.experiment)?;
     let (built, target) = match &job.target {
         JobTarget::Stored(id) => (None, target::load(store, id)?),
         JobTarget::Recipe { recipe, experiment } => {
@@ -76,8 +81,17 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
     if job.chains == 0 {
         return Err(Error::invalid("--chains must be ≥ 1"));
     }
-    let req =
-        Request { target: &target, plugin, config, chains: job.chains, seed: job.seed, precision, backends: &factory, experiment: job.experiment.clone() };
+    let req = Request {
+        target: &target,
+        plugin,
+        config,
+        chains: job.chains,
+        seed: job.seed,
+        precision,
+        backends: &factory,
+        experiment: job.experiment.clone(),
+        checkpoint_every: job.checkpoint_every,
+    };
     let run = sample::execute(store, req, monitor)?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
     Ok(JobOutcome { built, target, run, analysis })
