@@ -82,17 +82,31 @@ impl Home {
         self.dir.path()
     }
 
-    /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out: Output = Command::new(binary())
-            .args(args)
+    /// `lh-host ARGS` with `LH_HOME` set to this home, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
             .env("LH_HOME", self.path().join("artifacts"))
             .env("LH_THREADS", "2")
             // Mesa (probed by `--backend auto`) warns on stderr without a valid runtime dir.
             .env("XDG_RUNTIME_DIR", self.path())
-            .current_dir(self.path())
-            .output()
-            .expect("run lh-host");
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Self::finished(self.command(args).output().expect("run lh-host"))
+    }
+
+    /// Runs `lh-host ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        Self::finished(cmd.output().expect("run lh-host"))
+    }
+
+    fn finished(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -143,6 +157,24 @@ impl Default for Home {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether python3 with numpy is here; when it is not, the caller skips,
+/// unless `LH_REQUIRE_NUMPY` is set (CI sets it), which makes that a failure.
+pub fn have_numpy() -> bool {
+    let ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var("LH_REQUIRE_NUMPY").is_err(), "LH_REQUIRE_NUMPY is set but python3 cannot import numpy");
+        eprintln!("skipped: python3 with numpy not found");
+    }
+    ok
+}
+
+/// Runs a python3 script; asserts it succeeds and returns its stdout.
+pub fn python(script: &str) -> String {
+    let out = Command::new("python3").args(["-c", script]).output().expect("run python3");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A small, fast experiment file: the `small` preset trained for `steps` steps.

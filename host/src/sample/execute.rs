@@ -110,8 +110,10 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         Err(e) => (Status::Failed, Some(format!("plugin `{}`: {}", plugin.info.name, e.message)), None),
     };
     let (dir, manifest) = recorder.finish(status, error.clone(), summary)?;
-    if let Some(e) = error {
-        return Err(Error::plugin(&plugin.info.name, format!("{e} (the {draws} draws recorded before it are in {})", dir.display())));
+    match (error, dir) {
+        (Some(e), Some(dir)) => Err(Error::plugin(&plugin.info.name, format!("{e} (the {draws} draws recorded before it are in {})", dir.display()))),
+        (Some(e), None) => Err(Error::plugin(&plugin.info.name, e)),
+        (None, Some(dir)) => Ok(Outcome { dir, manifest }),
+        (None, None) => unreachable!("only a failed run leaves no directory"),
     }
-    Ok(Outcome { dir, manifest })
 }

@@ -105,14 +105,16 @@ impl<'m> Recorder<'m> {
     }
 
     /// The last write: the run as it ended (`summary` is the plugin's, when it
-    /// returned one). Returns the run directory and its manifest.
-    pub fn finish(mut self, status: Status, error: Option<String>, summary: Option<RunSummary>) -> Result<(PathBuf, Manifest)> {
+    /// returned one). Returns the run directory and its manifest; a plugin
+    /// that failed before announcing its plan (a bad config value, say) leaves
+    /// no run directory.
+    pub fn finish(mut self, status: Status, error: Option<String>, summary: Option<RunSummary>) -> Result<(Option<PathBuf>, Manifest)> {
         let mut m = self.manifest(status, error);
         if let Some(s) = summary {
             m.tuned = s.tuned.iter().map(|t| (t.name.to_string(), t.value)).collect();
             m.notes = s.notes.to_string();
         }
-        let dir = self.save(&m)?;
+        let dir = if self.plan.is_none() && status == Status::Failed { None } else { Some(self.save(&m)?) };
         self.monitor.report(Progress::Finish);
         Ok((dir, m))
     }
