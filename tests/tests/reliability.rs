@@ -249,7 +249,7 @@ fn killed_runs_keep_what_they_drew() {
     let h = Home::new();
     let id = tiny(&h, 1);
     let long = ["sample", "--target", &id, "--plugin", "hmc", "--set", "draws=10000000", "--checkpoint-every", "0.05", "--experiment"];
-    let mut term = h.command(&[&long[..], &["term"]].concat()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let term = h.command(&[&long[..], &["term"]].concat()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     std::process::Command::new("kill").args(["-TERM", &term.id().to_string()]).status().unwrap();
     let out = term.wait_with_output().unwrap();
