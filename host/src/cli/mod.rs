@@ -16,12 +16,16 @@ mod format;
 mod import;
 mod monitor;
 mod plugins;
+mod pool_bar;
+mod promote;
 mod sample;
 mod signals;
 mod store;
 mod targets;
 mod threads;
 mod truth;
+mod workflow;
+mod workflow_task;
 
 use clap::{Parser, Subcommand};
 use lh_host::store::Store;
@@ -66,6 +70,11 @@ enum Command {
     Import(import::Args),
     /// The analytic learning coefficient of a deep linear network (Aoyagi 2024).
     Truth(truth::Args),
+    /// Stage D: an experiment file's grid (targets × samplers × seeds) on a local pool or
+    /// SLURM (`workflow sample`), where it stands (`status`), its results (`collect`).
+    Workflow(workflow::Args),
+    /// Stage D: galleries of run figures (`promote gallery`) and single figures (`promote single`).
+    Promote(promote::Args),
     /// Throughput of the full-batch loss-and-gradient (chain-gradients/s, GFLOP/s).
     Bench(bench::Args),
     /// List the GPU adapters wgpu finds (name, API, device type, f64 support).
@@ -74,18 +83,24 @@ enum Command {
     /// that a library that crashes while loading crashes this child, not the host.
     #[command(name = "__probe-plugin", hide = true)]
     ProbePlugin(plugins::ProbeArgs),
+    /// Internal: one SLURM array task of a workflow plan.
+    #[command(name = "__workflow-task", hide = true)]
+    WorkflowTask(workflow_task::Args),
 }
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
-    if let Command::ProbePlugin(a) = cli.command {
-        return plugins::exec_probe(a);
-    }
+    let command = match cli.command {
+        Command::ProbePlugin(a) => return plugins::exec_probe(a),
+        // Its store is the plan's.
+        Command::WorkflowTask(a) => return workflow_task::exec(a),
+        other => other,
+    };
     let store = Store::from_env()?;
     if let Ok(exe) = std::env::current_exe() {
         lh_host::sample::probe::isolate(exe, store.cache_dir().join("plugin-probes"));
     }
-    match cli.command {
+    match command {
         Command::Build(a) => build::exec(&store, a),
         Command::Sample(a) => sample::exec_sample(&store, a),
         Command::Run(a) => sample::exec_run(&store, a),
@@ -101,6 +116,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Truth(a) => truth::exec(&store, a),
         Command::Bench(a) => bench::exec(a),
         Command::Devices(a) => devices::exec(a),
-        Command::ProbePlugin(_) => unreachable!("handled above"),
+        Command::Workflow(a) => workflow::exec(&store, a),
+        Command::Promote(a) => promote::exec(a),
+        Command::ProbePlugin(_) | Command::WorkflowTask(_) => unreachable!("handled above"),
     }
 }

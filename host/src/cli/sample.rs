@@ -104,6 +104,8 @@ impl JobArgs {
             threads: self.threads.map_or_else(default_threads, Ok)?,
             diagnose: self.diagnose.then_some(Mode::Light),
             checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_every),
+            tag: None,
+            key: None,
         })
     }
 }

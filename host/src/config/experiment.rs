@@ -10,6 +10,7 @@ use super::parse::parse_ron;
 use super::plugin_config::Overrides;
 use super::presets::load_preset;
 use super::sections::*;
+use super::workflow::WorkflowPatch;
 use crate::error::{Error, Result};
 use crate::memory;
 
@@ -70,7 +71,8 @@ pub struct QuadraticConfig {
 }
 
 /// What a target spec resolves to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetRecipe {
     /// A teacher–student MLP target: generate data, train to w*.
     Mlp(TargetConfig),
@@ -85,26 +87,34 @@ fn default_seed() -> u64 {
     42
 }
 
-/// One sampler of an experiment: a plugin name and its config overrides (RON
-/// values checked by the plugin itself when it runs).
+/// One sampler of an experiment: a plugin, its config overrides (RON values
+/// checked against the plugin's keys when the plan is made) and a tag that
+/// tells two entries of one plugin apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerSpec {
     /// Plugin name (`hmc`, `sgld`, …) or path to a plugin library.
-    pub name: String,
-    /// Sampling seed.
-    #[serde(default = "default_sampler_seed")]
-    pub seed: u64,
-    /// Plugin config overrides, key → RON value (checked against the plugin's keys when it runs).
+    pub plugin: String,
+    /// Plugin config overrides, key → RON value: the same form as `--config` and `--set`.
     #[serde(default)]
     pub overrides: Overrides,
+    /// A plain name (letters, digits, `_`, `.`, `+`, `-`) that tells this entry
+    /// apart from others of the same plugin (`rmsprop`); none by default.
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
-fn default_sampler_seed() -> u64 {
-    12345
+impl SamplerSpec {
+    /// The tag, or the plugin name when there is none: how tables name the entry.
+    pub fn label(&self) -> String {
+        match &self.tag {
+            Some(t) => t.clone(),
+            None => self.plugin.clone(),
+        }
+    }
 }
 
-/// An experiment file (`config/experiments/*.ron`): targets × samplers.
+/// An experiment file (`config/experiments/*.ron`): the grid targets × samplers × seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
@@ -119,15 +129,31 @@ pub struct ExperimentConfig {
     /// Number of chains per sampler run.
     #[serde(default = "default_chains")]
     pub chains: usize,
+    /// The sampling seeds: every sampler runs once per seed on every target.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
     /// The targets.
     pub targets: Vec<TargetSpec>,
     /// The samplers to run on every target.
     #[serde(default)]
     pub samplers: Vec<SamplerSpec>,
+    /// How `lh-host workflow sample` runs the grid (threads, SLURM resources); `--set` wins.
+    #[serde(default)]
+    pub workflow: WorkflowPatch,
 }
 
 fn default_chains() -> usize {
     4
+}
+
+/// The seed `sample` and `run` use by default.
+fn default_seeds() -> Vec<u64> {
+    vec![12345]
+}
+
+/// A tag or other name that becomes part of a file name.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c)) && !s.starts_with('.')
 }
 
 /// A fully resolved target: the canonical config that names it (see [`TargetConfig::id`]).
@@ -159,10 +185,27 @@ pub fn load_experiment(path: &Path) -> Result<Experiment> {
 
 /// Parses experiment text as if read from `path` (presets by path resolve relative to it).
 pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
-    let config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
+    let mut config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    crate::ensure!(!config.targets.is_empty(), "{}: `targets` is empty", path.display());
-    crate::ensure!(config.chains >= 1, "{}: `chains` must be ≥ 1", path.display());
+    let file = path.display();
+    crate::ensure!(!config.targets.is_empty(), "{file}: `targets` is empty");
+    crate::ensure!(config.chains >= 1, "{file}: `chains` must be ≥ 1");
+    crate::ensure!(!config.seeds.is_empty(), "{file}: `seeds` is empty");
+    if let Some((i, s)) = config.seeds.iter().enumerate().find(|(i, s)| config.seeds[..*i].contains(s)) {
+        return Err(Error::invalid(format!("{file}: seeds[{i}] = {s} is given twice")));
+    }
+    for (i, s) in config.samplers.iter_mut().enumerate() {
+        s.overrides.origin = format!("{file}: samplers[{i}].overrides");
+        if let Some(t) = &s.tag {
+            crate::ensure!(is_plain_name(t), "{file}: samplers[{i}].tag = {t:?} is not a plain name (letters, digits, `_`, `.`, `+`, `-`)");
+        }
+    }
+    for (i, s) in config.samplers.iter().enumerate() {
+        if let Some(j) = config.samplers[..i].iter().position(|o| o.plugin == s.plugin && o.tag == s.tag) {
+            return Err(Error::invalid(format!("{file}: samplers[{i}] has the plugin and tag of samplers[{j}]: give one of them a distinct `tag`")));
+        }
+    }
+    config.workflow.validate(&file.to_string())?;
     let targets = config
         .targets
         .iter()

@@ -16,9 +16,10 @@ mod parse;
 mod plugin_config;
 mod presets;
 mod sections;
+mod workflow;
 
 pub use self::experiment::{
-    load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
+    is_plain_name, load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
     TargetOverrides, TargetRecipe, TargetSpec,
 };
 pub use self::parse::{parse_ron, read_ron};
@@ -27,3 +28,4 @@ pub use self::presets::{builtin_names, model_preset};
 pub use self::sections::{
     BetaMode, DataConfig, DataPatch, InputDist, ModelConfig, ModelPatch, Noise, PosteriorConfig, PosteriorPatch, TeacherConfig, TrainingConfig, TrainingPatch,
 };
+pub use self::workflow::{WorkflowConfig, WorkflowPatch, WORKFLOW_KEYS};

@@ -48,9 +48,11 @@ macro_rules! section {
     };
 }
 
+pub(super) use section;
+
 /// A patch field that is present in the file is `Some(value)`, even when the
 /// value itself is an `Option` written as `None`.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 

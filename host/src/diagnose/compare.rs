@@ -13,7 +13,7 @@ use super::run::Run;
 use crate::error::{Error, Result};
 use crate::plots::{self, Cat, Categorical};
 use crate::sample::{Manifest, Status};
-use crate::store::atomic::write_atomic;
+use crate::store::atomic::write_csv_atomic;
 use crate::store::layout::{entry_names, MANIFEST};
 use crate::store::record::read_record;
 use crate::store::Store;
@@ -109,13 +109,7 @@ pub fn compare(store: &Store, exp: &str) -> Result<Comparison> {
 
 /// Writes the rows as CSV, header first (empty cells where a value does not apply).
 pub fn write_csv(rows: &[Row], path: &Path) -> Result<()> {
-    let fail = |e: String| Error::invalid(format!("{}: {e}", path.display()));
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r).map_err(|e| fail(e.to_string()))?;
-    }
-    let bytes = w.into_inner().map_err(|e| fail(e.to_string()))?;
-    write_atomic(path, &bytes)
+    write_csv_atomic(rows, path)
 }
 
 /// One figure, four panels: λ̂ ± SE, R̂, ESS/s and WNV, per plugin (colour) on

@@ -2,7 +2,7 @@
 //! recorder, and the run directory written at the end.
 //!
 //! ```text
-//! $LH_HOME/experiments/<exp>/runs/<UTC time>-<plugin>-<target id>-<6 hex>/
+//! $LH_HOME/experiments/<exp>/runs/<UTC time>-<plugin>-[<tag>-]<target id>-<6 hex>/
 //!     traces.npz     loss (C, T), llc (C, T), and each named stat (C, T)
 //!     manifest.json  plugin, config, seed, backend, timings, work, λ̂, status
 //! ```
@@ -42,6 +42,10 @@ pub struct Request<'a> {
     pub experiment: String,
     /// Time between two checkpoints of the run directory while draws arrive.
     pub checkpoint_every: Duration,
+    /// The workflow's label of the run (a plain name), part of its directory's name.
+    pub tag: Option<String>,
+    /// The workflow's key of the run (see `workflow::plan`), kept in the manifest.
+    pub job_key: Option<String>,
 }
 
 /// Outcome of [`execute`].
@@ -54,14 +58,15 @@ pub struct Outcome {
 /// and writing it a last time at the end. A fatal plugin error still writes
 /// the draws recorded so far (status `failed`) and is then returned as the error.
 pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Result<Outcome> {
-    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, checkpoint_every } = req;
+    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, checkpoint_every, tag, job_key } = req;
     let backend = target.backend(backends, chains, precision)?;
     let mut posterior = Posterior::new(backend, target.w_star.clone(), target.meta.beta, target.meta.gamma)?;
     let provenance = Provenance::now();
     let stamp: String = provenance.created.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let tid = target.meta.target_id.trim_start_matches("tgt_");
     let rand6 = &sha256_hex(format!("{}{:?}{}", provenance.created, Instant::now(), std::process::id()).as_bytes())[..6];
-    let run_id = format!("{stamp}-{}-{}-{rand6}", plugin.info.name, &tid[..tid.len().min(8)]);
+    let tag_part = tag.as_ref().map(|t| format!("{t}-")).unwrap_or_default();
+    let run_id = format!("{stamp}-{}-{tag_part}{}-{rand6}", plugin.info.name, &tid[..tid.len().min(8)]);
     let base = Manifest {
         schema: <Manifest as Record>::SCHEMA,
         run_id,
@@ -72,6 +77,8 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         config: config.clone(),
         seed,
         chains,
+        tag,
+        job_key,
         backend: posterior.backend_info(),
         target_precision: target.meta.precision,
         status: Status::Incomplete,

@@ -38,6 +38,13 @@ pub struct Manifest {
     pub config: String,
     pub seed: u64,
     pub chains: usize,
+    /// The workflow's label of the run (an experiment file's sampler `tag`).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The workflow's key of the run: the hash of what makes it (target, plugin,
+    /// resolved config, seed, chains, tag, precision), by which a rerun finds it done.
+    #[serde(default)]
+    pub job_key: Option<String>,
     pub backend: BackendInfo,
     /// The precision the target was trained in (the run's is in `backend`).
     pub target_precision: Precision,

@@ -1,6 +1,7 @@
 //! Leftovers of killed processes: objects half-assembled in `store/tmp/`,
 //! temporary target links (`.<id>.tmp-<pid>`) and run directories never
-//! renamed into place (`.run-<pid>-…`). Each name carries the pid of the
+//! renamed into place (`.run-<pid>-…`), and a lock's temporary files
+//! (`.lock-<pid>-…`). Each name carries the pid of the
 //! process that made it; what belongs to a process that is gone is removed
 //! (by `lh-host store gc`, and at the start of every build).
 
@@ -25,6 +26,7 @@ impl Store {
             sweep(&dir.join("targets"), |name| name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(_, pid)| pid), &mut removed)?;
             sweep(&dir.join("runs"), |name| name.strip_prefix(".run-"), &mut removed)?;
         }
+        sweep(&self.locks_dir(), |name| name.strip_prefix(".lock-"), &mut removed)?;
         Ok(removed)
     }
 }
@@ -55,12 +57,17 @@ fn sweep(dir: &Path, pid_part: impl Fn(&str) -> Option<&str>, removed: &mut Vec<
     Ok(())
 }
 
+/// Whether process `pid` of this machine runs (Linux: `/proc/<pid>` exists);
+/// `None` where that cannot be told.
+pub fn pid_alive(pid: u32) -> Option<bool> {
+    Path::new("/proc/self").exists().then(|| pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists())
+}
+
 /// Whether the process that made `path` is gone: its pid is not running
 /// (Linux: no `/proc/<pid>`), or, where that cannot be told, `path` is stale.
 fn is_dead(pid: Option<u32>, path: &Path) -> bool {
-    let proc_fs = Path::new("/proc/self").exists();
-    match pid {
-        Some(pid) if proc_fs => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
-        _ => std::fs::symlink_metadata(path).and_then(|m| m.modified()).is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER),
+    match pid.and_then(pid_alive) {
+        Some(alive) => !alive,
+        None => std::fs::symlink_metadata(path).and_then(|m| m.modified()).is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_AFTER),
     }
 }

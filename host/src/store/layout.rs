@@ -3,9 +3,14 @@
 //! ```text
 //! $LH_HOME/store/objects/sha256/<hash>/{payload/…, meta.json, provenance.json}   immutable objects
 //! $LH_HOME/store/tmp/                                              objects being assembled
+//! $LH_HOME/store/locks/<name>.lock                                 who builds what (store::lock)
 //! $LH_HOME/experiments/<exp>/targets/<target_id> -> ../../../store/objects/sha256/<hash>
 //! $LH_HOME/experiments/<exp>/runs/<run id>/{manifest.json, traces.npz, analysis.json, diagnostics/*.png}
-//! $LH_HOME/experiments/<exp>/{compare.csv, compare.png}
+//! $LH_HOME/experiments/<exp>/{compare.csv, compare.png, llc_runs.csv}
+//! $LH_HOME/experiments/<exp>/workflow/plan.json                    the latest workflow plan
+//! $LH_HOME/experiments/<exp>/workflow/outcomes/<key>.json          how each planned task ended
+//! $LH_HOME/experiments/<exp>/workflow/slurm/<submission>/          plan, job scripts, logs, job ids
+//! $LH_HOME/experiments/<exp>/gallery/{index.html, gallery.md, img/}  the promoted gallery
 //! $LH_HOME/target-diagnostics/<target_id>/*.png
 //! $LH_HOME/cache/plugin-probes/<sha256>.json                       whether loading a plugin file crashes
 //! ```
@@ -25,6 +30,12 @@ pub const RUN_FIGURES: &str = "diagnostics";
 /// An experiment's comparison table and figure.
 pub const COMPARE_CSV: &str = "compare.csv";
 pub const COMPARE_PNG: &str = "compare.png";
+/// An experiment's table of workflow runs.
+pub const LLC_RUNS_CSV: &str = "llc_runs.csv";
+/// A gallery's page.
+pub const GALLERY_HTML: &str = "index.html";
+/// A gallery's Markdown snippet.
+pub const GALLERY_SNIPPET: &str = "gallery.md";
 /// An object's metadata (covered by the object hash).
 pub const OBJECT_META: &str = "meta.json";
 /// When and by what an object was made (outside the hash).
@@ -54,6 +65,16 @@ impl Store {
     /// Where objects are assembled before they are renamed into place.
     pub fn tmp_dir(&self) -> PathBuf {
         self.home.join("store/tmp")
+    }
+
+    /// Where lock files are (see [`super::lock`]).
+    pub fn locks_dir(&self) -> PathBuf {
+        self.home.join("store/locks")
+    }
+
+    /// The lock taken while target `id` is built, so that it is built once.
+    pub fn target_lock_path(&self, id: &str) -> PathBuf {
+        self.locks_dir().join(format!("{id}.lock"))
     }
 
     /// The folder of object `hash`.
@@ -113,6 +134,37 @@ impl Store {
     /// The run directories of experiment `exp`.
     pub fn runs_dir(&self, exp: &str) -> Result<PathBuf> {
         Ok(self.experiment_dir(exp)?.join("runs"))
+    }
+
+    /// The workflow files of experiment `exp` (plan, outcomes, SLURM submissions).
+    pub fn workflow_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.experiment_dir(exp)?.join("workflow"))
+    }
+
+    /// The latest workflow plan of experiment `exp`.
+    pub fn plan_path(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("plan.json"))
+    }
+
+    /// How the planned task with `key` (a run key or a target id) last ended.
+    pub fn outcome_path(&self, exp: &str, key: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("outcomes").join(format!("{key}.json")))
+    }
+
+    /// The folder of SLURM submissions of experiment `exp`.
+    pub fn slurm_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("slurm"))
+    }
+
+    /// The lock a workflow holds while it runs experiment `exp`.
+    pub fn experiment_lock_path(&self, exp: &str) -> Result<PathBuf> {
+        check_experiment_name(exp)?;
+        Ok(self.locks_dir().join(format!("experiment-{exp}.lock")))
+    }
+
+    /// Where `workflow sample --promote` writes experiment `exp`'s gallery.
+    pub fn gallery_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.experiment_dir(exp)?.join("gallery"))
     }
 
     /// Caches that can be deleted at any time (e.g. `plugin-probes/`).

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Precision};
 use crate::progress::{Monitor, Progress};
 use crate::store::layout::check_experiment_name;
+use crate::store::lock::FileLock;
 use crate::store::npz::{self, Array};
 use crate::store::provenance::Provenance;
 use crate::store::{ObjectProvenance, Store};
@@ -75,20 +76,27 @@ pub(super) fn commit(store: &Store, id: String, payload: &[(&str, Vec<u8>)], met
     Ok(Built { id, hash, trained, meta, seconds })
 }
 
-/// Builds (or reuses) one target and links it into experiment `exp`.
-/// Training progress goes to `monitor`.
+/// Builds (or reuses) one target and links it into experiment `exp`, under
+/// the target's lock so that racing builders train it once. Training
+/// progress goes to `monitor`.
 pub fn build(store: &Store, recipe: &TargetRecipe, exp: &str, threads: usize, monitor: &mut dyn Monitor) -> Result<Built> {
-    let source = match recipe {
-        TargetRecipe::Mlp(c) => TargetSource::Built(c.clone()),
-        TargetRecipe::Quadratic(q) => TargetSource::Quadratic(q.clone()),
-    };
+    let source = TargetSource::from(recipe);
     let id = source.id();
     check_experiment_name(exp)?;
     store.gc()?;
-    if let Some(hash) = find(store, &id)? {
+    let reuse = |hash: String| -> Result<Built> {
         let meta = store.load_meta::<TargetMeta>(&hash)?.meta;
         store.link(exp, "targets", &id, &hash)?;
-        return Ok(Built { id, hash, trained: false, meta, seconds: 0.0 });
+        Ok(Built { id: id.clone(), hash, trained: false, meta, seconds: 0.0 })
+    };
+    if let Some(hash) = find(store, &id)? {
+        return reuse(hash);
+    }
+    // One builder per target, across threads, processes and hosts: whoever
+    // waited finds the object the holder committed.
+    let _lock = FileLock::acquire(&store.target_lock_path(&id), |h| monitor.note(&format!("{id} is being built by {h}: waiting for it")))?;
+    if let Some(hash) = find(store, &id)? {
+        return reuse(hash);
     }
     let built = match recipe {
         TargetRecipe::Mlp(cfg) => build_mlp(store, cfg, source, threads, monitor)?,

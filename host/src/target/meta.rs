@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PosteriorConfig, QuadraticConfig, TargetConfig};
+use crate::config::{PosteriorConfig, QuadraticConfig, TargetConfig, TargetRecipe};
 use crate::model::{LossKind, MlpSpec, Precision};
 use crate::store::sha256_hex;
 
@@ -30,6 +30,20 @@ pub struct ImportedConfig {
     pub arrays_sha256: String,
     pub model: MlpSpec,
     pub posterior: PosteriorConfig,
+}
+
+impl From<&TargetRecipe> for TargetSource {
+    fn from(recipe: &TargetRecipe) -> Self {
+        match recipe {
+            TargetRecipe::Mlp(c) => TargetSource::Built(c.clone()),
+            TargetRecipe::Quadratic(q) => TargetSource::Quadratic(q.clone()),
+        }
+    }
+}
+
+/// The id the target of `recipe` has (and will have, once built).
+pub fn recipe_id(recipe: &TargetRecipe) -> String {
+    TargetSource::from(recipe).id()
 }
 
 impl TargetSource {

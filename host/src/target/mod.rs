@@ -15,4 +15,4 @@ pub mod truth;
 pub use self::build::{build, Built};
 pub use self::import::import;
 pub use self::load::{find, list, load, Target, TargetModel};
-pub use self::meta::{ImportedConfig, TargetMeta, TargetSource, TrainingSummary};
+pub use self::meta::{recipe_id, ImportedConfig, TargetMeta, TargetSource, TrainingSummary};

@@ -45,6 +45,10 @@ pub struct Job {
     pub diagnose: Option<Mode>,
     /// Time between two checkpoints of the run while it draws.
     pub checkpoint_every: Duration,
+    /// The run's label in a workflow (a plain name, part of the run directory's name).
+    pub tag: Option<String>,
+    /// The run's key in a workflow (recorded in the manifest; see [`super::plan`]).
+    pub key: Option<String>,
 }
 
 /// What a job did.
@@ -91,6 +95,8 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
         backends: &factory,
         experiment: job.experiment.clone(),
         checkpoint_every: job.checkpoint_every,
+        tag: job.tag.clone(),
+        job_key: job.key.clone(),
     };
     let run = sample::execute(store, req, monitor)?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
