@@ -258,6 +258,9 @@ fn exec_status(store: &Store, exp: &str) -> Result<Exit> {
 
 fn exec_collect(store: &Store, exp: &str) -> Result<Exit> {
     let plan = Plan::latest(store, exp)?;
+    if !slurm::settle_latest(store, exp)? {
+        outln!("note: SLURM jobs of `{exp}` are still queued or running: their runs show as not run yet");
+    }
     let rows = finish(store, &plan)?;
     Ok(if Counts::of(&rows).failed > 0 { Exit::SomeFailed } else { Exit::Success })
 }

@@ -100,7 +100,8 @@ pub fn newest_runs(runs_root: &Path, samplers: &[String]) -> Result<Vec<Card>> {
         }
     }
     if newest.is_empty() {
-        let which = if samplers.is_empty() { String::new() } else { format!(" of {}", samplers.join(", ")) };
+        let which =
+            if samplers.is_empty() { String::new() } else { format!(" of {}", samplers.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")) };
         return Err(Error::invalid(format!("{}: no complete run{which}", runs_root.display())));
     }
     if let Some(s) = samplers.iter().find(|s| !newest.keys().any(|(_, l)| l == *s) && !newest.values().any(|(m, _)| &m.plugin.name == *s)) {

@@ -256,13 +256,15 @@ pub fn wait(store: &Store, plan: &Plan, sub: &Submission, ids: &JobIds, say: &mu
         }
         std::thread::sleep(Duration::from_secs_f64(plan.settings.poll));
     }
-    settle(store, sub, ids, &never)
+    settle(store, &sub.plan, &sub.dir, ids, &never)
 }
 
-/// Leaves a failed outcome record for each task of `ids` that ended without one.
-fn settle(store: &Store, sub: &Submission, ids: &JobIds, never: &[String]) -> Result<()> {
-    let t = sub.tasks();
-    let exp = &sub.plan.experiment;
+/// Leaves a failed outcome record for each task of submission `ids` (its
+/// plan copy `plan`, its folder `dir`) that ended without one; `never` are
+/// the arrays cancelled for a dependency that could never be satisfied.
+fn settle(store: &Store, plan: &Plan, dir: &Path, ids: &JobIds, never: &[String]) -> Result<()> {
+    let t = plan.tasks.as_ref().ok_or_else(|| Error::bad_file(dir.join("plan.json"), "not a SLURM submission's plan"))?;
+    let exp = &plan.experiment;
     let arrays = ids.targets.iter().map(|j| (j, true)).chain(ids.runs.iter().map(|j| (j, false)));
     let mut offsets = (0usize, 0usize);
     for ((job, is_target), size) in arrays.zip(&ids.sizes) {
@@ -271,10 +273,10 @@ fn settle(store: &Store, sub: &Submission, ids: &JobIds, never: &[String]) -> Re
         for k in 0..*size {
             let (key, entry) = if is_target {
                 let e = t.targets[*offset + k];
-                (sub.plan.targets[e].id.clone(), format!("target {}", sub.plan.targets[e].id))
+                (plan.targets[e].id.clone(), format!("target {}", plan.targets[e].id))
             } else {
                 let e = t.runs[*offset + k];
-                (sub.plan.runs[e].key.clone(), format!("run {}", sub.plan.runs[e].key))
+                (plan.runs[e].key.clone(), format!("run {}", plan.runs[e].key))
             };
             let recorded = OutcomeRecord::read(store, exp, &key).is_some_and(|o| o.submission.as_deref() == Some(&t.submission));
             if recorded {
@@ -282,20 +284,35 @@ fn settle(store: &Store, sub: &Submission, ids: &JobIds, never: &[String]) -> Re
             }
             let how = match states.get(&k) {
                 Some(f) => format!("{} (exit {})", f.state, f.exit_code),
-                None => "unknown (SLURM no longer reports it)".into(),
+                None => "in an unknown state (SLURM no longer reports it)".into(),
             };
             let why = if never.contains(job) {
                 "its targets array failed, so it never started".to_string()
             } else {
                 format!("SLURM task {job}_{k} ended {how} without finishing")
             };
-            let log = sub.dir.join("logs").display().to_string();
+            let log = dir.join("logs").display().to_string();
             OutcomeRecord::new(&key, TaskStatus::Failed, Some((format!("{entry}: {why} (logs: {log})"), "io".into())), None, 0.0, Some(t.submission.clone()))
                 .write(store, exp)?;
         }
         *offset += size;
     }
     Ok(())
+}
+
+/// Settles experiment `exp`'s latest submission once none of its jobs is
+/// queued (see [`wait`]), so that `workflow collect` after `--no-wait`
+/// reports tasks that ended without finishing; false while jobs are queued.
+pub fn settle_latest(store: &Store, exp: &str) -> Result<bool> {
+    let Some(ids) = latest(store, exp)? else { return Ok(true) };
+    if !query::queue(&ids.all())?.is_empty() {
+        return Ok(false);
+    }
+    let dir = store.slurm_dir(exp)?.join(&ids.submission);
+    let plan = Plan::read(&dir.join("plan.json"))?;
+    let never = read_json::<Vec<String>>(&dir.join("never-satisfied.json")).unwrap_or_default();
+    settle(store, &plan, &dir, &ids, &never)?;
+    Ok(true)
 }
 
 /// Lines saying where experiment `exp`'s latest SLURM submission stands (none without one).
