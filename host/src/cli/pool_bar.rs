@@ -90,8 +90,8 @@ impl Observer for PoolBar<'_> {
     }
 
     fn progress(&self, task: TaskRef, done: u64, total: u64) {
-        if total > 0 {
-            self.running.lock().expect("not poisoned").insert(key(task), (done.min(total) * UNITS) / total);
+        if let Some(units) = (done.min(total) * UNITS).checked_div(total) {
+            self.running.lock().expect("not poisoned").insert(key(task), units);
             self.redraw();
         }
     }

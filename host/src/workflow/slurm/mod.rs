@@ -282,14 +282,12 @@ fn settle(store: &Store, plan: &Plan, dir: &Path, ids: &JobIds, never: &[String]
             if recorded {
                 continue;
             }
-            let how = match states.get(&k) {
-                Some(f) => format!("{} (exit {})", f.state, f.exit_code),
-                None => "in an unknown state (SLURM no longer reports it)".into(),
-            };
-            let why = if never.contains(job) {
-                "its targets array failed, so it never started".to_string()
-            } else {
-                format!("SLURM task {job}_{k} ended {how} without finishing")
+            let why = match (never.contains(job), states.get(&k)) {
+                (true, _) => "its targets array failed, so it never started".to_string(),
+                (false, Some(f)) => format!("SLURM task {job}_{k} ended {} (exit {}) without finishing", f.state, f.exit_code),
+                (false, None) => {
+                    format!("SLURM task {job}_{k} never ran to the end (SLURM keeps no record of it: cancelled while pending, or forgotten since)")
+                }
             };
             let log = dir.join("logs").display().to_string();
             OutcomeRecord::new(&key, TaskStatus::Failed, Some((format!("{entry}: {why} (logs: {log})"), "io".into())), None, 0.0, Some(t.submission.clone()))
@@ -335,15 +333,18 @@ pub fn status_lines(store: &Store, exp: &str) -> Result<Vec<String>> {
     } else {
         lines.push(format!("  queue: {}", by_state.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")));
     }
-    for job in ids.all() {
-        let states = query::final_states(&job).unwrap_or_default();
-        if !states.is_empty() {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for f in states.values() {
-                *counts.entry(&f.state).or_default() += 1;
-            }
-            lines.push(format!("  job {job}: {}", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")));
+    for (job, size) in ids.all().iter().zip(&ids.sizes) {
+        let states = query::final_states(job).unwrap_or_default();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for f in states.values() {
+            *counts.entry(f.state.clone()).or_default() += 1;
         }
+        let queued_here: usize = queued.iter().filter(|q| &q.job == job).map(|q| q.tasks.len().max(1)).sum();
+        let unknown = size.saturating_sub(states.len().max(queued_here));
+        if unknown > 0 {
+            counts.insert("without a SLURM record (cancelled while pending, or forgotten)".into(), unknown);
+        }
+        lines.push(format!("  job {job}: {}", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")));
     }
     Ok(lines)
 }

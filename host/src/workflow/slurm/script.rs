@@ -109,11 +109,8 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n$(id)\nx'y\n");
-        let mut settings = WorkflowConfig::default();
-        settings.partition = Some("debug".into());
-        settings.walltime = Some("00:10:00".into());
-        settings.throttle = Some(2);
-        settings.gpus = Some(1);
+        let settings =
+            WorkflowConfig { partition: Some("debug".into()), walltime: Some("00:10:00".into()), throttle: Some(2), gpus: Some(1), ..Default::default() };
         let spec = ArraySpec {
             experiment: "e x",
             phase: "runs",
