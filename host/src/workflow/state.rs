@@ -114,9 +114,23 @@ impl Ledger {
     /// Reads the manifest of every run directory of experiment `exp` (those
     /// that cannot be read are left out: they belong to no key).
     pub fn scan(store: &Store, exp: &str) -> Result<Ledger> {
+        Self::scan_matching(store, exp, |_| true)
+    }
+
+    /// [`Ledger::scan`] of only the run directories of plugin `plugin` on
+    /// target `target_id` (told by their names, before any manifest is read):
+    /// what one task needs to know, at a fraction of the cost.
+    pub fn scan_for(store: &Store, exp: &str, plugin: &str, target_id: &str) -> Result<Ledger> {
+        let plugin = format!("-{plugin}-");
+        let tid = target_id.trim_start_matches("tgt_");
+        let tid = format!("-{}-", &tid[..tid.len().min(8)]);
+        Self::scan_matching(store, exp, |name| name.contains(&plugin) && name.contains(&tid))
+    }
+
+    fn scan_matching(store: &Store, exp: &str, keep: impl Fn(&str) -> bool) -> Result<Ledger> {
         let runs = store.runs_dir(exp)?;
         let mut by_key: HashMap<String, Vec<Found>> = HashMap::new();
-        for name in entry_names(&runs)? {
+        for name in entry_names(&runs)?.into_iter().filter(|n| keep(n)) {
             let dir = runs.join(name);
             let Ok(manifest) = read_record::<Manifest>(&dir.join(MANIFEST)) else { continue };
             if let Some(key) = manifest.job_key.clone() {

@@ -82,7 +82,7 @@ pub fn build_target(store: &Store, plan: &Plan, t: usize, monitor: &mut dyn Moni
 /// for what stops the task from recording how it ended.
 pub fn run(store: &Store, plan: &Plan, r: usize, monitor: &mut dyn Monitor) -> Result<TaskReport> {
     let pr = &plan.runs[r];
-    let ledger = Ledger::scan(store, &plan.experiment)?;
+    let ledger = Ledger::scan_for(store, &plan.experiment, &pr.plugin, &pr.target_id)?;
     if let RunState::Done(f) = ledger.state(&pr.key, None) {
         let llc = f.manifest.llc.clone();
         return Ok(TaskReport { status: TaskStatus::Skipped, dir: Some(f.dir.clone()), error: None, error_kind: None, llc, seconds: 0.0 });

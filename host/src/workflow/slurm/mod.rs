@@ -174,13 +174,21 @@ impl Submission {
         make_executable(&self.script_path())?;
         let t = self.tasks();
         let mut ids = JobIds { submission: t.submission.clone(), submitted: now_utc(), ..JobIds::default() };
-        for argv in self.phase_argvs("targets", t.targets.len(), &[]) {
-            ids.targets.push(query::parse_job_id(&query::run(&argv)?)?);
-            ids.sizes.push(array_size(&argv));
-        }
-        for argv in self.phase_argvs("runs", t.runs.len(), &ids.targets.clone()) {
-            ids.runs.push(query::parse_job_id(&query::run(&argv)?)?);
-            ids.sizes.push(array_size(&argv));
+        let submitted = (|| -> Result<()> {
+            for argv in self.phase_argvs("targets", t.targets.len(), &[]) {
+                ids.targets.push(query::parse_job_id(&query::run(&argv)?)?);
+                ids.sizes.push(array_size(&argv));
+            }
+            for argv in self.phase_argvs("runs", t.runs.len(), &ids.targets.clone()) {
+                ids.runs.push(query::parse_job_id(&query::run(&argv)?)?);
+                ids.sizes.push(array_size(&argv));
+            }
+            Ok(())
+        })();
+        if let Err(e) = submitted {
+            // No half-submitted workflow: what went in is taken out again.
+            let _ = query::cancel(&ids.all());
+            return Err(e);
         }
         write_json_atomic(&self.dir.join("submission.json"), &ids)?;
         write_json_atomic(&self.dir.parent().expect("slurm/<submission>").join("latest.json"), &ids)?;
@@ -225,12 +233,26 @@ pub fn wait(store: &Store, plan: &Plan, sub: &Submission, ids: &JobIds, say: &mu
     let all = ids.all();
     let mut last = String::new();
     let mut never: Vec<String> = Vec::new();
+    let mut failures = 0;
     loop {
         if stop() {
             say(&format!("stopped waiting; the jobs go on (`scancel {}` cancels them)", all.join(" ")));
             return Ok(());
         }
-        let queued = query::queue(&all)?;
+        // A controller that does not answer for a moment is not the end of the jobs.
+        let queued = match query::queue(&all) {
+            Ok(q) => {
+                failures = 0;
+                q
+            }
+            Err(e) if failures < 10 => {
+                failures += 1;
+                say(&format!("squeue: {e} (trying again)"));
+                std::thread::sleep(Duration::from_secs_f64(plan.settings.poll.max(1.0)));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if queued.is_empty() {
             break;
         }
