@@ -248,10 +248,11 @@ fn bad_grids_and_settings_are_refused_by_file_and_key() {
         let err = set(kv);
         assert!(err.contains(&format!("--set {}", kv.split('=').next().unwrap())) && err.contains(key), "{kv}: {err}");
     }
-    assert!(set("walltme=1").contains("unknown workflow setting `walltme`") || set("walltme=1").contains("unknown workflow setting"));
+    assert!(set("walltme=1").contains("--set walltme: unknown workflow setting"));
     assert!(set("threads=0").contains("workflow.threads"));
     let err = h.fails(&["workflow", "sample", "--config", &ok, "--jobs", "3"]);
     assert!(err.contains("exceeds the 2 cores"), "{err}");
+    assert!(h.fails(&["workflow", "sample", "--config", &ok, "--backend", "slurm", "--jobs", "2"]).contains("--set throttle"));
     assert!(h.fails(&["workflow", "status", "--experiment", "nope"]).contains("no experiment `nope`"));
     // Good values reach sbatch as separate arguments, and the job script holds only quoted paths.
     let out = h.ok(&[

@@ -94,6 +94,11 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
 }
 
 fn exec_sample(store: &Store, a: SampleArgs) -> Result<Exit> {
+    match (a.backend, a.jobs.is_some(), a.no_wait) {
+        (Backend::Slurm, true, _) => anyhow::bail!("--jobs is for --backend local; on SLURM, --set throttle=K limits how many tasks run at once"),
+        (Backend::Local, _, true) => anyhow::bail!("--no-wait is for --backend slurm (a local workflow runs here, to the end)"),
+        _ => {}
+    }
     let exp = config::load_experiment(&a.config)?;
     let sets = a.sets.iter().map(|s| WorkflowPatch::from_set(s)).collect::<lh_host::error::Result<Vec<_>>>()?;
     let settings = wf::settings(&exp, &sets)?;
@@ -140,7 +145,7 @@ fn exec_sample(store: &Store, a: SampleArgs) -> Result<Exit> {
     );
     let interrupted = match a.backend {
         Backend::Local => {
-            let bar = PoolBar::new(&plan, plan.targets.len() + todo.len());
+            let bar = PoolBar::new(&plan, local::needed_targets(&plan, &todo).len() + todo.len());
             local::run(store, &plan, &todo, jobs, &bar);
             bar.finish();
             super::signals::interrupted()

@@ -134,15 +134,26 @@ fn pool(
     results.into_inner().expect("no worker panicked holding it")
 }
 
-/// Runs the plan here: its targets, then each run in `todo` (indices into
-/// `plan.runs`; the others are done), `jobs` at a time. A run whose target
+/// The targets (indices into `plan.targets`) that the runs `todo` need.
+pub fn needed_targets(plan: &Plan, todo: &[usize]) -> Vec<usize> {
+    (0..plan.targets.len()).filter(|t| todo.iter().any(|&r| plan.runs[r].target == *t)).collect()
+}
+
+/// Runs the plan here: the targets its runs `todo` need, then each of them
+/// (indices into `plan.runs`; the others are done), `jobs` at a time. A run whose target
 /// failed is failed without being tried.
 pub fn run(store: &Store, plan: &Plan, todo: &[usize], jobs: usize, observer: &dyn Observer) -> PoolReport {
-    let target_tasks: Vec<TaskRef> = (0..plan.targets.len()).map(TaskRef::Target).collect();
-    let targets = pool(jobs, &target_tasks, observer, &|t, m| match t {
+    let target_tasks: Vec<TaskRef> = needed_targets(plan, todo).into_iter().map(TaskRef::Target).collect();
+    let built = pool(jobs, &target_tasks, observer, &|t, m| match t {
         TaskRef::Target(i) => task::build_target(store, plan, i, m),
         TaskRef::Run(_) => unreachable!("targets only"),
     });
+    let mut targets: Vec<Option<TaskReport>> = vec![None; plan.targets.len()];
+    for (t, rep) in target_tasks.iter().zip(built) {
+        if let TaskRef::Target(i) = t {
+            targets[*i] = rep;
+        }
+    }
     let failed_targets: HashSet<usize> =
         targets.iter().enumerate().filter(|(_, r)| r.as_ref().is_none_or(|r| r.status == TaskStatus::Failed)).map(|(i, _)| i).collect();
     let mut runs: Vec<Option<TaskReport>> = vec![None; plan.runs.len()];

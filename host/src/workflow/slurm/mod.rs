@@ -94,9 +94,8 @@ impl Submission {
     pub fn prepare(store: &Store, plan: &Plan, todo: &[usize]) -> Result<Submission> {
         let stamp: String = now_utc().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         let id = format!("{stamp}-{}", &sha256_hex(format!("{stamp}{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes())[..6]);
-        let needed: Vec<usize> = (0..plan.targets.len()).filter(|t| todo.iter().any(|&r| plan.runs[r].target == *t)).collect();
         let mut targets = Vec::new();
-        for t in needed {
+        for t in super::local::needed_targets(plan, todo) {
             if crate::target::find(store, &plan.targets[t].id)?.is_none() {
                 targets.push(t);
             }
