@@ -297,16 +297,23 @@ fn killed_runs_keep_what_they_drew() {
     assert!(seen[1] >= 10, "most kills land after the run directory appeared: {seen:?}");
 }
 
-/// Item 12 (part): a plugin that fails before it announces its plan (a bad
-/// config value) leaves no empty `failed` run behind.
+/// Item 12: a plugin config value of the wrong type names the key and where
+/// it came from (`--set`, or file:line), not a position in generated text;
+/// `draws=0` is refused; and none of them leaves an empty `failed` run behind.
 #[test]
-fn a_bad_config_value_leaves_no_run_directory() {
+fn bad_config_values_name_their_key_and_origin() {
     let h = Home::new();
     let id = tiny(&h, 1);
-    for set in ["draws=many", "draws=10.5", "draws=-5"] {
+    for set in ["draws=many", "draws=10.5", "draws=-5", "draws=\"x\""] {
         let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--set", set]);
-        assert!(err.contains("plugin `hmc`") && err.contains("config"), "{set}: {err}");
+        let (k, v) = set.split_once('=').unwrap();
+        assert!(err.contains(&format!("plugin `hmc`: `{k}: {v}` (from --set {set})")), "{set}: {err}");
     }
+    let file = h.write("c.ron", "(\n  warmup: 10,\n  draws: \"x\",\n)\n");
+    let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--config", &file]);
+    assert!(err.contains(&format!("`draws: \"x\"` (from {file}:3)")), "{err}");
+    let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--set", "draws=0"]);
+    assert!(err.contains("all of them burn-in") && err.contains("`draws` 0"), "{err}");
     assert!(runs(&h, "dev").is_empty(), "{:?}", runs(&h, "dev"));
 }
 

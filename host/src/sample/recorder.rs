@@ -131,6 +131,8 @@ impl TraceSink for Recorder<'_> {
             Err(SamplerError::fatal("begin() was called twice"))
         } else if plan.burn_in > plan.draws {
             Err(SamplerError::fatal(format!("burn-in {} exceeds the {} announced draws", plan.burn_in, plan.draws)))
+        } else if plan.burn_in == plan.draws {
+            Err(SamplerError::fatal(format!("the plugin announced {} draws, all of them burn-in: nothing to estimate λ̂ from (is `draws` 0?)", plan.draws)))
         } else {
             // Nothing is reserved for what is announced (traces grow as draws
             // arrive), but a run that could never be kept is refused up front:

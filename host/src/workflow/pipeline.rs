@@ -84,7 +84,7 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
     let req = Request {
         target: &target,
         plugin,
-        config,
+        config: config.text.clone(),
         chains: job.chains,
         seed: job.seed,
         precision,
@@ -92,7 +92,10 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
         experiment: job.experiment.clone(),
         checkpoint_every: job.checkpoint_every,
     };
-    let run = sample::execute(store, req, monitor)?;
+    let run = sample::execute(store, req, monitor).map_err(|e| match e {
+        Error::Plugin { plugin, msg } => Error::Plugin { msg: config.explain(&msg), plugin },
+        other => other,
+    })?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
     Ok(JobOutcome { built, target, run, analysis })
 }
