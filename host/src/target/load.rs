@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Precision};
 use crate::store::atomic::read_json;
 use crate::store::npz::Npz;
+use crate::store::objects::OBJECT_SCHEMA;
 use crate::store::{ObjectMeta, Store};
 
 /// A loaded, verified target.
@@ -45,9 +46,10 @@ impl Target {
 pub fn list(store: &Store) -> Result<Vec<(String, String)>> {
     let mut v = Vec::new();
     for hash in store.object_hashes()? {
-        // Listing reads meta.json only; loading a target verifies its files.
+        // Listing reads meta.json only; loading a target verifies its files. An
+        // object of an older schema is not found (a build makes it anew).
         if let Ok(m) = read_json::<ObjectMeta<TargetMeta>>(&store.object_meta_path(&hash)) {
-            if m.meta.object_type == "target" {
+            if m.meta.object_type == "target" && m.schema == OBJECT_SCHEMA {
                 v.push((m.meta.target_id, hash));
             }
         }
