@@ -1,10 +1,11 @@
-//! Running a plugin on a target: the posterior over a backend, the
-//! recorder, and the run directory written at the end.
+//! Running a plugin on a target: the posterior over a backend (restricted
+//! to some coordinates with `--restrict`), the recorder (and the observer of
+//! `--observe`), and the run directory written at the end.
 //!
 //! ```text
 //! $LH_HOME/experiments/<exp>/runs/<UTC time>-<plugin>-<target id>-<6 hex>/
-//!     traces.npz     loss (C, T), llc (C, T), and each named stat (C, T)
-//!     manifest.json  plugin, config, seed, backend, timings, work, λ̂, status
+//!     traces.npz     loss (C, T), llc (C, T), each named stat (C, T), loss_<name> (C, T) per observable
+//!     manifest.json  plugin, config, seed, backend, restriction, timings, work, λ̂ (and λ̂_S), status
 //! ```
 //! The directory is assembled under a temporary name and renamed into place.
 
@@ -12,15 +13,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lh_plugin_api::{Model, Plan, RStr};
+use lh_plugin_api::{Model, Plan, RStr, RunSummary, SamplerError};
 
 use super::manifest::{Manifest, Status};
+use super::observe::{trace_name, ObserveSpec, Observed, Observer};
 use super::plugins::LoadedPlugin;
 use super::posterior::Posterior;
 use super::recorder::Recorder;
+use super::restrict::Restriction;
 use crate::backend::BackendFactory;
 use crate::error::{Error, Result};
 use crate::estimate;
+use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::progress::{Monitor, Progress};
 use crate::store::atomic::write_atomic;
@@ -43,6 +47,10 @@ pub struct Request<'a> {
     /// Builds the evaluation backend (`--backend`).
     pub backends: &'a BackendFactory,
     pub experiment: String,
+    /// Sample only these coordinates (`--restrict`); the others stay at θ*.
+    pub restrict: Option<RestrictSpec>,
+    /// Data subsets whose loss is recorded at every draw (`--observe`).
+    pub observe: Vec<ObserveSpec>,
 }
 
 /// Outcome of [`execute`].
@@ -51,23 +59,41 @@ pub struct Outcome {
     pub manifest: Manifest,
 }
 
+/// Runs `plugin` on `model` with `sink`.
+fn run_plugin<M: Model>(
+    plugin: &mut LoadedPlugin,
+    model: &mut M,
+    sink: &mut Recorder<'_>,
+    config: &str,
+    seed: u64,
+) -> std::result::Result<RunSummary, SamplerError> {
+    use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+    use lh_plugin_api::{Model_TO, TraceSink_TO};
+    let model = Model_TO::from_ptr(lh_plugin_api::RMut::new(model), TD_Opaque);
+    let sink = TraceSink_TO::from_ptr(lh_plugin_api::RMut::new(sink), TD_Opaque);
+    plugin.sampler.run(model, sink, RStr::from_str(config), seed).into_result()
+}
+
 /// Runs the plugin on the target and writes the run directory. A fatal plugin
 /// error still writes the draws recorded so far (status `failed`) and is then
-/// returned as the error.
+/// returned as the error. A restriction or observable that does not fit the
+/// target is an error before anything runs.
 pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Result<Outcome> {
-    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment } = req;
+    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, restrict, observe } = req;
+    let restriction = restrict.map(|r| Restriction::resolve(&r, target)).transpose()?;
     let backend = target.backend(backends, chains, precision)?;
     let mut posterior = Posterior::new(backend, target.w_star.clone(), target.meta.beta, target.meta.gamma)?;
+    let mut observer = if observe.is_empty() { None } else { Some(Observer::new(&observe, target, backends, chains, precision)?) };
+    if let Some(o) = &observer {
+        posterior.track(o.log());
+    }
     let backend_info = posterior.backend_info();
     monitor.report(Progress::Start { what: &plugin.info.name, total: 0 });
-    let mut recorder = Recorder::new(chains, monitor);
+    let mut recorder = Recorder::new(chains, monitor, observer.as_mut());
     let start = Instant::now();
-    let result = {
-        use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-        use lh_plugin_api::{Model_TO, TraceSink_TO};
-        let model = Model_TO::from_ptr(lh_plugin_api::RMut::new(&mut posterior), TD_Opaque);
-        let sink = TraceSink_TO::from_ptr(lh_plugin_api::RMut::new(&mut recorder), TD_Opaque);
-        plugin.sampler.run(model, sink, RStr::from_str(&config), seed).into_result()
+    let result = match &restriction {
+        Some(r) => run_plugin(&mut plugin, &mut r.model(&mut posterior), &mut recorder, &config, seed),
+        None => run_plugin(&mut plugin, &mut posterior, &mut recorder, &config, seed),
     };
     let end = Instant::now();
     let mut timings = recorder.timings(end);
@@ -87,6 +113,15 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
     // loss as (C, T).
     let loss_ct: Vec<Vec<f64>> = (0..chains).map(|c| recorded.iter().map(|row| row[c]).collect()).collect();
     let llc = (draws > plan.burn_in).then(|| estimate::llc(&loss_ct, plan.burn_in, n_beta, l0, plan.independent));
+    let mut work = posterior.work.clone();
+    let observed = match observer {
+        Some(o) => {
+            let (observed, evals) = o.finish(plan.burn_in, n_beta, plan.independent);
+            work.observe_loss_evals = evals;
+            observed
+        }
+        None => Vec::new(),
+    };
 
     let provenance = Provenance::now();
     let stamp: String = provenance.created.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -113,19 +148,21 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         burn_in: plan.burn_in,
         independent_draws: plan.independent,
         timings,
-        work: posterior.work.clone(),
+        work,
         n: target.meta.n,
         beta: target.meta.beta,
         gamma: target.meta.gamma,
         l0,
         target_l0: target.meta.l0,
         llc,
+        restriction: restriction.map(|r| r.info),
+        observables: observed.iter().map(|o| (o.name.clone(), o.record.clone())).collect(),
         tuned,
         notes,
         provenance,
     };
 
-    let dir = write_run_dir(store, &experiment, &run_id, &manifest, &loss_ct, &stats, n_beta, l0)?;
+    let dir = write_run_dir(store, &experiment, &run_id, &manifest, &loss_ct, &stats, &observed, n_beta, l0)?;
     if let Some(e) = error {
         return Err(Error::plugin(&plugin.info.name, format!("{e} (the {draws} draws recorded before it are in {})", dir.display())));
     }
@@ -140,6 +177,7 @@ fn write_run_dir(
     manifest: &Manifest,
     loss_ct: &[Vec<f64>],
     stats: &BTreeMap<String, Vec<Vec<f64>>>,
+    observed: &[Observed],
     n_beta: f64,
     l0: f64,
 ) -> Result<PathBuf> {
@@ -157,6 +195,10 @@ fn write_run_dir(
         if name != "loss" && name != "llc" {
             arrays.push((name.as_str(), Array::F64(&shape, v)));
         }
+    }
+    let observed_flat: Vec<(String, Vec<f64>)> = observed.iter().map(|o| (trace_name(&o.name), o.loss.concat())).collect();
+    for (name, v) in &observed_flat {
+        arrays.push((name.as_str(), Array::F64(&shape, v)));
     }
     write_atomic(&tmp.path().join(TRACES), &npz::to_bytes(&arrays)?)?;
     write_record(&tmp.path().join(MANIFEST), manifest)?;

@@ -1,11 +1,13 @@
 //! The host side of the plugin's [`TraceSink`]: every draw validated and
-//! kept, phases timed, progress passed on to a [`Monitor`].
+//! kept (and, with `--observe`, handed to the [`Observer`]), phases timed,
+//! progress passed on to a [`Monitor`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use lh_plugin_api::{Plan, RSlice, RStr, SResult, SamplerError, Stat, TraceSink};
 
+use super::observe::Observer;
 use crate::progress::{Monitor, Progress};
 
 /// The host side of [`TraceSink`]: validates and keeps every draw.
@@ -18,12 +20,14 @@ pub struct Recorder<'m> {
     pub(super) stats: BTreeMap<String, Vec<Vec<f64>>>,
     phases: Vec<(String, Instant)>,
     monitor: &'m mut dyn Monitor,
+    observer: Option<&'m mut Observer>,
 }
 
 impl<'m> Recorder<'m> {
-    /// A recorder for `chains` chains, reporting progress to `monitor` (which also says when to stop).
-    pub fn new(chains: usize, monitor: &'m mut dyn Monitor) -> Self {
-        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor }
+    /// A recorder for `chains` chains, reporting progress to `monitor` (which
+    /// also says when to stop) and handing every valid draw to `observer`.
+    pub fn new(chains: usize, monitor: &'m mut dyn Monitor, observer: Option<&'m mut Observer>) -> Self {
+        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor, observer }
     }
 
     /// Seconds spent in each announced phase, and in total since the first.
@@ -77,15 +81,18 @@ impl TraceSink for Recorder<'_> {
                 if s.values.len() != self.chains {
                     return Err(SamplerError::fatal(format!("stat `{}` at draw {draw} has {} values for {} chains", s.name, s.values.len(), self.chains)));
                 }
-                let entry = self.stats.entry(s.name.to_string());
-                let v = match (draw, entry) {
-                    (0, e) => e.or_default(),
-                    (_, std::collections::btree_map::Entry::Occupied(o)) => o.into_mut(),
-                    (_, std::collections::btree_map::Entry::Vacant(_)) => {
-                        return Err(SamplerError::fatal(format!("stat `{}` first appears at draw {draw}", s.name)));
-                    }
-                };
-                v.push(s.values.to_vec());
+                if draw > 0 && !self.stats.contains_key(s.name.as_str()) {
+                    return Err(SamplerError::fatal(format!("stat `{}` first appears at draw {draw}", s.name)));
+                }
+                if self.observer.as_deref().is_some_and(|o| o.claims(&s.name)) {
+                    return Err(SamplerError::fatal(format!("stat `{}` has the name of an observable's trace: rename the observable", s.name)));
+                }
+            }
+            if let Some(o) = self.observer.as_deref_mut() {
+                o.record(draw, &loss)?;
+            }
+            for s in stats.iter() {
+                self.stats.entry(s.name.to_string()).or_default().push(s.values.to_vec());
             }
             self.loss.push(loss.to_vec());
             Ok(())
