@@ -7,9 +7,10 @@ use crate::backend::{BackendFactory, BackendKind};
 use crate::config::{resolve_config, Overrides, TargetRecipe};
 use crate::diagnose::{self, Analysis, Mode};
 use crate::error::{Error, Result};
+use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::progress::Monitor;
-use crate::sample::{self, plugins, Outcome, Request};
+use crate::sample::{self, plugins, ObserveSpec, Outcome, Request};
 use crate::store::Store;
 use crate::target::{self, Built, Target};
 
@@ -41,6 +42,10 @@ pub struct Job {
     pub threads: usize,
     /// Diagnose the run afterwards (analysis.json and figures).
     pub diagnose: Option<Mode>,
+    /// Sample only these coordinates, the rest at θ* (`each-layer`: see [`expand`]).
+    pub restrict: Option<RestrictSpec>,
+    /// Data subsets whose λ̂_S is recorded beside λ̂.
+    pub observe: Vec<ObserveSpec>,
 }
 
 /// What a job did.
@@ -51,6 +56,24 @@ pub struct JobOutcome {
     pub run: Outcome,
     /// Where `analysis.json` went and what it holds, when the job diagnosed the run.
     pub analysis: Option<(PathBuf, Analysis)>,
+}
+
+/// The jobs `job` stands for: one per layer of its target for `--restrict
+/// each-layer` (`layer:1`, `layer:2`, …), else `job` itself.
+pub fn expand(store: &Store, job: &Job) -> Result<Vec<Job>> {
+    if job.restrict != Some(RestrictSpec::EachLayer) {
+        return Ok(vec![job.clone()]);
+    }
+    let (id, mlp) = match &job.target {
+        JobTarget::Stored(id) => {
+            let (_, meta) = target::load_meta(store, id)?;
+            (meta.target_id.clone(), meta.source.mlp().cloned())
+        }
+        JobTarget::Recipe { recipe: TargetRecipe::Mlp(cfg), .. } => ("the target".into(), Some(cfg.model.clone())),
+        JobTarget::Recipe { recipe: TargetRecipe::Quadratic(_), .. } => ("the target".into(), None),
+    };
+    let mlp = mlp.ok_or_else(|| Error::invalid(format!("restriction `each-layer`: {id} is quadratic and has no layers")))?;
+    Ok(RestrictSpec::each_layer(mlp.layout().len()).into_iter().map(|r| Job { restrict: Some(r), ..job.clone() }).collect())
 }
 
 /// Runs `job`: builds or loads its target, opens the backend, loads and
@@ -76,8 +99,18 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
     if job.chains == 0 {
         return Err(Error::invalid("--chains must be ≥ 1"));
     }
-    let req =
-        Request { target: &target, plugin, config, chains: job.chains, seed: job.seed, precision, backends: &factory, experiment: job.experiment.clone() };
+    let req = Request {
+        target: &target,
+        plugin,
+        config,
+        chains: job.chains,
+        seed: job.seed,
+        precision,
+        backends: &factory,
+        experiment: job.experiment.clone(),
+        restrict: job.restrict.clone(),
+        observe: job.observe.clone(),
+    };
     let run = sample::execute(store, req, monitor)?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
     Ok(JobOutcome { built, target, run, analysis })
