@@ -265,7 +265,9 @@ mod tests {
 
     #[test]
     fn a_sampler_restriction_is_checked_and_its_mask_found_beside_the_file() {
-        let text = format!(r#"(name: "e", {TARGETS}, samplers: [(name: "hmc", restrict: "layer:2", overrides: (draws: 2000)), (name: "hmc", restrict: "m.npy"), (name: "sgld")])"#);
+        let text = format!(
+            r#"(name: "e", {TARGETS}, samplers: [(name: "hmc", restrict: "layer:2", overrides: (draws: 2000)), (name: "hmc", restrict: "m.npy"), (name: "sgld")])"#
+        );
         let e = parse_experiment(&text, Path::new("exps/e.ron")).unwrap();
         let r: Vec<Option<String>> = e.config.samplers.iter().map(|s| s.restrict.as_ref().map(ToString::to_string)).collect();
         assert_eq!(r, [Some("layer:2".to_string()), Some("exps/m.npy".to_string()), None]);

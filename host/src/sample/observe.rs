@@ -121,15 +121,12 @@ pub struct Observer {
     evals: u64,
 }
 
-/// The rows of `spec` as a data set of `target`.
-fn subset_data(spec: &ObserveSpec, target: &Target) -> Result<Dataset> {
+/// The rows of `spec` as a data set, from `train` and `test` (of target `id`).
+fn subset_data(spec: &ObserveSpec, train: &Dataset, test: &Dataset, id: &str) -> Result<Dataset> {
     let bad = |why: String| Error::invalid(format!("observable `{spec}`: {why}"));
-    let TargetModel::Mlp { train, test, .. } = &target.model else {
-        return Err(bad(format!("target {} is quadratic and has no data", target.meta.target_id)));
-    };
     let n = train.n;
     let indices: Vec<usize> = match &spec.rows {
-        Rows::Test if test.n == 0 => return Err(bad(format!("target {} has no test rows", target.meta.target_id))),
+        Rows::Test if test.n == 0 => return Err(bad(format!("target {id} has no test rows"))),
         Rows::Test => return Ok(test.clone()),
         Rows::Range(_, b) if *b > n => return Err(bad(format!("the target has n = {n} training rows"))),
         Rows::Range(a, b) => (*a..*b).collect(),
@@ -154,14 +151,15 @@ impl Observer {
     /// A backend per subset (as the run's: `backends`, `chains`, `precision`),
     /// each evaluated once at θ* for L_S(θ*). Names must be distinct.
     pub fn new(specs: &[ObserveSpec], target: &Target, backends: &BackendFactory, chains: usize, precision: Precision) -> Result<Self> {
-        let TargetModel::Mlp { spec: mlp, .. } = &target.model else {
+        let id = &target.meta.target_id;
+        let TargetModel::Mlp { spec: mlp, train, test } = &target.model else {
             let first = specs.first().map_or_else(String::new, ToString::to_string);
-            return Err(Error::invalid(format!("observable `{first}`: target {} is quadratic and has no data", target.meta.target_id)));
+            return Err(Error::invalid(format!("observable `{first}`: target {id} is quadratic and has no data")));
         };
         let mut subsets = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             crate::ensure!(specs[..i].iter().all(|s| s.name != spec.name), "observable `{spec}`: the name `{}` is given twice", spec.name);
-            let data = subset_data(spec, target)?;
+            let data = subset_data(spec, train, test, id)?;
             let mut backend = backends.build(mlp, &data, target.meta.loss, chains, precision)?;
             let center: Vec<f64> = target.w_star.iter().copied().cycle().take(chains * target.w_star.len()).collect();
             let mut l0 = vec![0.0; chains];

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::posterior::{check_buffers, Posterior};
 use crate::error::{Error, Result};
 use crate::model::restrict::{part_coords, RestrictSpec};
-use crate::store::npz::{read_npy, Kind};
+use crate::store::npz::{npy_from_bytes, Kind};
 use crate::store::sha256_hex;
 use crate::target::{Target, TargetModel};
 
@@ -54,14 +54,14 @@ impl Restriction {
             }
             (RestrictSpec::Parts(parts), TargetModel::Mlp { spec: mlp, .. }) => (part_coords(parts, mlp).map_err(bad)?, None),
             (RestrictSpec::Mask(path), _) => {
-                let mask = read_npy(path).map_err(|e| bad(e.to_string()))?;
+                let bytes = std::fs::read(path).map_err(|e| bad(Error::io(path, e).to_string()))?;
+                let mask = npy_from_bytes(&bytes, path).map_err(|e| bad(e.to_string()))?;
                 if mask.kind != Kind::Bool {
                     return Err(bad(format!("the mask must be an array of bools, not {:?} values", mask.kind)));
                 }
                 if mask.shape != [d] {
                     return Err(bad(format!("the mask has shape {:?}; the target has D = {d} coordinates", mask.shape)));
                 }
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 (mask.values.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i).collect(), Some(sha256_hex(&bytes)))
             }
         };

@@ -90,8 +90,12 @@ fn decode<R: Read>(f: npyz::NpyFile<R>, what: &str, path: &Path) -> Result<Numbe
 
 /// Reads the numeric array of a `.npy` file (as `numpy.save` writes it).
 pub fn read_npy(path: &Path) -> Result<Numbers> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let f = npyz::NpyFile::new(Cursor::new(bytes)).map_err(|e| Error::bad_file(path, format!("not a readable .npy file ({e})")))?;
+    npy_from_bytes(&std::fs::read(path).map_err(|e| Error::io(path, e))?, path)
+}
+
+/// [`read_npy`] of a file already in memory (`path` is for messages).
+pub fn npy_from_bytes(bytes: &[u8], path: &Path) -> Result<Numbers> {
+    let f = npyz::NpyFile::new(bytes).map_err(|e| Error::bad_file(path, format!("not a readable .npy file ({e})")))?;
     decode(f, "the array", path)
 }
 
