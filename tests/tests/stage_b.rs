@@ -201,9 +201,10 @@ fn plugin_failures_keep_what_was_recorded() {
     let err = h.fails(&["sample", "--target", &id, "--plugin", "misbehave", "--set", "mode=\"overdraw\""]);
     assert!(err.contains("wrote draw 5 but announced only 5 draws"), "{err}");
 
-    // Ctrl-C: the run stops cleanly and its traces are kept, marked incomplete.
+    // Ctrl-C: the run stops cleanly and its traces are kept, marked incomplete;
+    // the exit code says it was interrupted (130 = 128 + SIGINT).
     let r = sample("stop");
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 130, "{}", r.stderr);
     assert!(r.stdout.contains("INCOMPLETE"), "{}", r.stdout);
     let m = manifest(&run_dir(&r.stdout));
     assert_eq!(m["status"], "incomplete");
