@@ -88,8 +88,10 @@ fn diagnose_experiment_and_compare_two_plugins() {
         let err = h.fails(&[cmd, "--experiment", "nosuch"]);
         assert!(err.contains("no experiment `nosuch`") && err.contains("quad"), "{err}");
     }
-    // A quadratic target has no teacher: one failure line and the count.
-    let out = h.ok(&["diagnose-targets", "--experiment", "quad"]);
+    // A quadratic target has no teacher: one failure line and the count, exit 1 (README: Exit codes).
+    let r = h.run(&["diagnose-targets", "--experiment", "quad"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let out = r.stdout;
     assert!(out.contains(&format!("[1/1] FAILED: {id} - target {id} has no teacher")), "{out}");
     assert!(out.contains("Completed: 0 success, 1 failed out of 1 targets"), "{out}");
     let err = h.fails(&["diagnose-target", "--target", &id]);
