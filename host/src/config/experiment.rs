@@ -12,6 +12,7 @@ use super::presets::load_preset;
 use super::sections::*;
 use crate::error::{Error, Result};
 use crate::memory;
+use crate::model::restrict::RestrictSpec;
 
 /// Overrides of a target's sections, written under `overrides:` in an experiment file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,10 @@ pub struct SamplerSpec {
     /// Plugin config overrides, key → RON value (checked against the plugin's keys when it runs).
     #[serde(default)]
     pub overrides: Overrides,
+    /// Sample only these coordinates, the rest at θ* (as `--restrict`: `"layer:2"`,
+    /// `"W1,b1"`, `"each-layer"`, or a `.npy` mask, relative to the experiment file).
+    #[serde(default)]
+    pub restrict: Option<RestrictSpec>,
 }
 
 fn default_sampler_seed() -> u64 {
@@ -159,8 +164,13 @@ pub fn load_experiment(path: &Path) -> Result<Experiment> {
 
 /// Parses experiment text as if read from `path` (presets by path resolve relative to it).
 pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
-    let config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
+    let mut config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
+    for s in &mut config.samplers {
+        if let Some(RestrictSpec::Mask(mask)) = &mut s.restrict {
+            *mask = base_dir.join(&*mask);
+        }
+    }
     crate::ensure!(!config.targets.is_empty(), "{}: `targets` is empty", path.display());
     crate::ensure!(config.chains >= 1, "{}: `chains` must be ≥ 1", path.display());
     let targets = config
@@ -264,5 +274,25 @@ impl TargetConfig {
         memory::check(&format!("data.n = {}, data.n_test = {} ({} → {} columns)", d.n, d.n_test, m.in_dim, m.out_dim), data_bytes)?;
         let params = 8.0 * 6.0 * m.n_params() as f64;
         memory::check(&format!("model.widths = {:?} ({} parameters)", m.widths, m.n_params()), params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: &str = r#"targets: [(quadratic: (dim: 3, n: 10))]"#;
+
+    #[test]
+    fn a_sampler_restriction_is_checked_and_its_mask_found_beside_the_file() {
+        let text = format!(
+            r#"(name: "e", {TARGETS}, samplers: [(name: "hmc", restrict: "layer:2", overrides: (draws: 2000)), (name: "hmc", restrict: "m.npy"), (name: "sgld")])"#
+        );
+        let e = parse_experiment(&text, Path::new("exps/e.ron")).unwrap();
+        let r: Vec<Option<String>> = e.config.samplers.iter().map(|s| s.restrict.as_ref().map(ToString::to_string)).collect();
+        assert_eq!(r, [Some("layer:2".to_string()), Some("exps/m.npy".to_string()), None]);
+        let bad = format!(r#"(name: "e", {TARGETS}, samplers: [(name: "hmc", restrict: "conv1")])"#);
+        let err = parse_experiment(&bad, Path::new("e.ron")).unwrap_err().to_string();
+        assert!(err.starts_with("e.ron:1:") && err.contains("restriction `conv1`: unknown part"), "{err}");
     }
 }

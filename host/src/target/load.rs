@@ -72,11 +72,17 @@ pub fn find(store: &Store, id: &str) -> Result<Option<String>> {
     }
 }
 
-/// Loads target `id`, verifying every file's hash and every array's shape.
-pub fn load(store: &Store, id: &str) -> Result<Target> {
+/// The object hash and `meta.json` of target `id` (an exact id or a unique prefix); an error when it is not stored.
+pub fn load_meta(store: &Store, id: &str) -> Result<(String, TargetMeta)> {
     let hash =
         find(store, id)?.ok_or_else(|| Error::invalid(format!("no target `{id}` in the store at {} (see `lh-host targets ls`)", store.home.display())))?;
     let ObjectMeta { meta, .. } = store.load_meta::<TargetMeta>(&hash)?;
+    Ok((hash, meta))
+}
+
+/// Loads target `id`, verifying every file's hash and every array's shape.
+pub fn load(store: &Store, id: &str) -> Result<Target> {
+    let (hash, meta) = load_meta(store, id)?;
     let ppath = store.payload_path(&hash, "params.npz");
     let (_, w_star) = Npz::open(&ppath)?.f64("w_star")?;
     if w_star.len() != meta.d {
