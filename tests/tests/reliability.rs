@@ -55,7 +55,8 @@ fn sizes_too_large_for_the_machine_are_refused_by_key() {
 
 /// Item 3: a library that crashes while it loads (a truncated copy faults with
 /// SIGBUS; a constructor that calls abort()) is a one-line error naming it, in
-/// `sample`, `run` and `plugins`; one bad file does not hide the good ones.
+/// `sample`, `run` and `plugins`; a zeroed file is refused with the loader's
+/// whole reason; one bad file does not hide the good ones.
 #[test]
 fn plugin_libraries_that_crash_while_loading_are_named() {
     let h = Home::new();
@@ -78,6 +79,11 @@ fn plugin_libraries_that_crash_while_loading_are_named() {
         let err = h.fails(&["run", "--target", &id, "--plugin", lib]);
         assert!(err.contains(lib) && err.contains(why), "{err}");
     }
+    // A zeroed library is refused by the loader: the whole reason, on one line.
+    let zeroed = dir.join("liblh_sampler_zeroed.so");
+    std::fs::write(&zeroed, vec![0u8; 65536]).unwrap();
+    let err = h.fails(&["sample", "--target", &id, "--plugin", zeroed.to_str().unwrap()]);
+    assert!(err.contains("liblh_sampler_zeroed.so: cannot open the library") && err.contains("invalid ELF header"), "{err}");
     let r = h.run_env(&["plugins"], &[("LH_PLUGIN_PATH", dir.to_str().unwrap())]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("(unloadable)") && r.stdout.contains("liblh_sampler_aborts.so"), "{}", r.stdout);

@@ -30,7 +30,17 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     outln!(
         // λ̂ and R̂ carry a combining mark: one char more than they display.
         "{:<18} {:<10} {:<12} {:>4} {:>23} {:>9} {:>9} {:>9} {:>10} {:>11} {:>11}",
-        "target", "plugin", "restrict", "runs", "λ̂ ± SE", "SE boot", "R̂", "ESS", "ESS/s", "WNV·grad", "WNV·s"
+        "target",
+        "plugin",
+        "restrict",
+        "runs",
+        "λ̂ ± SE",
+        "SE boot",
+        "R̂",
+        "ESS",
+        "ESS/s",
+        "WNV·grad",
+        "WNV·s"
     );
     for r in &c.rows {
         outln!(

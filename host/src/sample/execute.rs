@@ -59,7 +59,13 @@ pub struct Outcome {
 }
 
 /// Runs `plugin` on `model` with `sink`.
-fn run_plugin<M: Model>(plugin: &mut LoadedPlugin, model: &mut M, sink: &mut Recorder<'_>, config: &str, seed: u64) -> std::result::Result<RunSummary, SamplerError> {
+fn run_plugin<M: Model>(
+    plugin: &mut LoadedPlugin,
+    model: &mut M,
+    sink: &mut Recorder<'_>,
+    config: &str,
+    seed: u64,
+) -> std::result::Result<RunSummary, SamplerError> {
     use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
     use lh_plugin_api::{Model_TO, TraceSink_TO};
     let model = Model_TO::from_ptr(lh_plugin_api::RMut::new(model), TD_Opaque);

@@ -13,8 +13,8 @@ pub mod positions;
 pub mod posterior;
 pub mod probe;
 pub mod recorder;
-pub mod run_dir;
 pub mod restrict;
+pub mod run_dir;
 
 pub use self::execute::{execute, Outcome, Request};
 pub use self::manifest::{Manifest, Status};
