@@ -55,7 +55,8 @@ fn sizes_too_large_for_the_machine_are_refused_by_key() {
 
 /// Item 3: a library that crashes while it loads (a truncated copy faults with
 /// SIGBUS; a constructor that calls abort()) is a one-line error naming it, in
-/// `sample`, `run` and `plugins`; one bad file does not hide the good ones.
+/// `sample`, `run` and `plugins`; a zeroed file is refused with the loader's
+/// whole reason; one bad file does not hide the good ones.
 #[test]
 fn plugin_libraries_that_crash_while_loading_are_named() {
     let h = Home::new();
@@ -78,6 +79,11 @@ fn plugin_libraries_that_crash_while_loading_are_named() {
         let err = h.fails(&["run", "--target", &id, "--plugin", lib]);
         assert!(err.contains(lib) && err.contains(why), "{err}");
     }
+    // A zeroed library is refused by the loader: the whole reason, on one line.
+    let zeroed = dir.join("liblh_sampler_zeroed.so");
+    std::fs::write(&zeroed, vec![0u8; 65536]).unwrap();
+    let err = h.fails(&["sample", "--target", &id, "--plugin", zeroed.to_str().unwrap()]);
+    assert!(err.contains("liblh_sampler_zeroed.so: cannot open the library") && err.contains("invalid ELF header"), "{err}");
     let r = h.run_env(&["plugins"], &[("LH_PLUGIN_PATH", dir.to_str().unwrap())]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("(unloadable)") && r.stdout.contains("liblh_sampler_aborts.so"), "{}", r.stdout);
@@ -297,16 +303,23 @@ fn killed_runs_keep_what_they_drew() {
     assert!(seen[1] >= 10, "most kills land after the run directory appeared: {seen:?}");
 }
 
-/// Item 12 (part): a plugin that fails before it announces its plan (a bad
-/// config value) leaves no empty `failed` run behind.
+/// Item 12: a plugin config value of the wrong type names the key and where
+/// it came from (`--set`, or file:line), not a position in generated text;
+/// `draws=0` is refused; and none of them leaves an empty `failed` run behind.
 #[test]
-fn a_bad_config_value_leaves_no_run_directory() {
+fn bad_config_values_name_their_key_and_origin() {
     let h = Home::new();
     let id = tiny(&h, 1);
-    for set in ["draws=many", "draws=10.5", "draws=-5"] {
+    for set in ["draws=many", "draws=10.5", "draws=-5", "draws=\"x\""] {
         let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--set", set]);
-        assert!(err.contains("plugin `hmc`") && err.contains("config"), "{set}: {err}");
+        let (k, v) = set.split_once('=').unwrap();
+        assert!(err.contains(&format!("plugin `hmc`: `{k}: {v}` (from --set {set})")), "{set}: {err}");
     }
+    let file = h.write("c.ron", "(\n  warmup: 10,\n  draws: \"x\",\n)\n");
+    let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--config", &file]);
+    assert!(err.contains(&format!("`draws: \"x\"` (from {file}:3)")), "{err}");
+    let err = h.fails(&["sample", "--target", &id, "--plugin", "hmc", "--set", "draws=0"]);
+    assert!(err.contains("all of them burn-in") && err.contains("`draws` 0"), "{err}");
     assert!(runs(&h, "dev").is_empty(), "{:?}", runs(&h, "dev"));
 }
 

@@ -189,6 +189,28 @@ fn a_failing_run_is_reported_and_the_others_go_on() {
 }
 
 #[test]
+fn a_restricted_sampler_is_one_run_per_layer_with_its_own_key() {
+    let h = Home::new();
+    let exp = r#"(name: "r", training: (steps: 100), chains: 2, seeds: [1],
+        targets: [(model: "small", data: "small", seed: 1)],
+        samplers: [(plugin: "hmc", overrides: (draws: 60, warmup: 30)),
+                   (plugin: "hmc", overrides: (draws: 60, warmup: 30), restrict: "each-layer")])"#;
+    let path = h.write("r.ron", exp);
+    let out = h.ok(&["workflow", "sample", "--config", &path]);
+    assert!(out.contains("4 runs: 4 complete"), "{out}");
+    let rows = llc_csv(&h, "r");
+    let restricts: Vec<&str> = rows.iter().map(|r| r["restrict"].as_str()).collect();
+    assert_eq!(restricts, ["", "layer:1", "layer:2", "layer:3"]);
+    assert_eq!(rows.iter().map(|r| &r["key"]).collect::<BTreeSet<_>>().len(), 4);
+    for r in &rows[1..] {
+        let m = manifest(Path::new(&r["run_dir"]));
+        assert_eq!(m["restriction"]["spec"], r["restrict"].as_str());
+    }
+    assert!(out.contains("hmc[layer:2]"), "{out}");
+    assert!(h.ok(&["workflow", "sample", "--config", &path]).contains("4 runs, 4 already done"));
+}
+
+#[test]
 fn racing_workflows_build_a_shared_target_once() {
     let h = Home::new();
     let exp = |name: &str| {
@@ -219,7 +241,7 @@ fn bad_grids_and_settings_are_refused_by_file_and_key() {
     let cases = [
         ("unknown_key.ron", grid(r#"(plugin: "sgld", overrides: (draws: 10))"#, ""), vec!["samplers[0].overrides", "unknown key `draws` for plugin `sgld`"]),
         ("no_plugin.ron", grid(r#"(plugin: "nosuch")"#, ""), vec!["samplers[0]", "no plugin `nosuch`"]),
-        ("dup.ron", grid(r#"(plugin: "hmc"), (plugin: "hmc")"#, ""), vec!["samplers[1] has the plugin and tag of samplers[0]"]),
+        ("dup.ron", grid(r#"(plugin: "hmc"), (plugin: "hmc")"#, ""), vec!["samplers[1] has the plugin, tag and restriction of samplers[0]"]),
         ("tag.ron", grid(r#"(plugin: "hmc", tag: "a/b")"#, ""), vec!["samplers[0].tag"]),
         ("seeds.ron", grid(r#"(plugin: "hmc")"#, ", seeds: [1, 1]"), vec!["seeds[1] = 1 is given twice"]),
         ("field.ron", grid(r#"(plugin: "hmc", name: "hmc")"#, ""), vec!["field.ron", "Unexpected field named `name`"]),

@@ -1,5 +1,6 @@
-//! `lh-host sample` and `lh-host run`: one job through
-//! [`run_job`], then its λ̂ ± SE, R̂ and ESS printed.
+//! `lh-host sample` and `lh-host run`: one job through [`run_job`] (one per
+//! layer for `--restrict each-layer`), then its λ̂ ± SE, R̂ and ESS printed,
+//! with each observable's λ̂_S.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,13 @@ use anyhow::{Context, Result};
 use lh_host::backend::cpu::default_threads;
 use lh_host::backend::BackendKind;
 use lh_host::config::{self, Overrides};
+use lh_host::diagnose::compare::sum_independent;
 use lh_host::diagnose::Mode;
+use lh_host::estimate::Estimate;
 use lh_host::model::Precision;
 use lh_host::sample::Status;
 use lh_host::store::Store;
-use lh_host::workflow::{run_job, Job, JobOutcome, JobTarget};
+use lh_host::workflow::{expand, run_job, Job, JobOutcome, JobTarget};
 
 use super::exit::Exit;
 use super::monitor::Bars;
@@ -51,6 +54,16 @@ pub struct JobArgs {
     /// Then run `diagnose` on the run directory (analysis.json and plots).
     #[arg(long)]
     diagnose: bool,
+    /// Sample only these coordinates, the others fixed at θ*: layer:K, layer:J..K
+    /// (J to K inclusive), WK, bK (layers count from 1, as params.npz's W1, b1),
+    /// several joined by commas; a .npy mask of D bools; or each-layer (one run per layer).
+    #[arg(long, value_name = "SPEC")]
+    restrict: Option<String>,
+    /// Also record the loss on a subset of the data at every draw and report its
+    /// λ̂_S = nβ(E[L_S] − L_S(θ*)), repeatable: NAME=rows:A..B (training rows
+    /// A ≤ i < B), NAME=FILE.npy (training row indices) or NAME=test (the test set).
+    #[arg(long, value_name = "NAME=SPEC")]
+    observe: Vec<String>,
     /// Seconds between two checkpoints of the run directory while it draws (a killed
     /// run keeps the draws of its last checkpoint).
     #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
@@ -106,6 +119,8 @@ impl JobArgs {
             checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_every),
             tag: None,
             key: None,
+            restrict: self.restrict.as_deref().map(str::parse).transpose()?,
+            observe: self.observe.iter().map(|s| s.parse()).collect::<lh_host::error::Result<_>>()?,
         })
     }
 }
@@ -131,32 +146,70 @@ pub fn exec_run(store: &Store, a: RunArgs) -> Result<Exit> {
     report(store, &job)
 }
 
-/// Runs the job with progress bars and prints what it found.
+/// λ̂ ± SE with nβ, L0 and the per-chain values, then R̂ and ESS of the
+/// `trace` it comes from (or the draw count).
+fn print_estimate(label: &str, trace: &str, e: &Estimate) {
+    outln!(
+        "{label} = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
+        e.mean,
+        e.se,
+        e.n_beta,
+        e.l0,
+        e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+    );
+    match e.rhat {
+        Some(r) => outln!("R̂({trace}) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
+        None => outln!("independent draws: {} in all", e.ess_bulk),
+    }
+}
+
+/// Runs the job (each layer's, for `--restrict each-layer`) with progress
+/// bars and prints what it found.
 fn report(store: &Store, job: &Job) -> Result<Exit> {
-    let JobOutcome { built, run, analysis, .. } = run_job(store, job, &mut Bars::new())?;
+    let jobs = expand(store, job)?;
+    let mut layers = Vec::new();
+    for job in &jobs {
+        let outcome = run_job(store, job, &mut Bars::new())?;
+        print_outcome(outcome, &mut layers);
+        if Exit::unless_interrupted(Exit::Success) != Exit::Success {
+            break;
+        }
+    }
+    if jobs.len() > 1 {
+        let (sum, se) = sum_independent(layers.iter().map(|(_, e)| (e.mean, e.se)));
+        outln!("per layer: {}", layers.iter().map(|(s, e)| format!("{s} {:.4} ± {:.4}", e.mean, e.se)).collect::<Vec<_>>().join(", "));
+        outln!("sum over layers = {sum:.4} ± {se:.4} (`lh-host compare --experiment {}` sets it beside the whole network's λ̂)", job.experiment);
+    }
+    Ok(Exit::unless_interrupted(Exit::Success))
+}
+
+/// Prints one run's outcome; a restricted run's (spec, λ̂) is pushed onto `restricted`.
+fn print_outcome(outcome: JobOutcome, restricted: &mut Vec<(String, Estimate)>) {
+    let JobOutcome { built, run, analysis, .. } = outcome;
     if let Some(b) = built {
         outln!("target {} (D = {}, n = {}, L0 = {:.6e}){}", b.id, b.meta.d, b.meta.n, b.meta.l0, if b.trained { ", built now" } else { ", from the store" });
     }
     let m = &run.manifest;
+    if let Some(r) = &m.restriction {
+        outln!("restricted to `{}`: D′ = {} of {} coordinates move, the rest stay at θ*", r.spec, r.dim, r.full_dim);
+    }
     match &m.llc {
         Some(e) => {
-            outln!(
-                "λ̂ = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
-                e.mean,
-                e.se,
-                e.n_beta,
-                e.l0,
-                e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
-            );
-            match e.rhat {
-                Some(r) => outln!("R̂(L_n) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
-                None => outln!("independent draws: {} in all", e.ess_bulk),
+            print_estimate("λ̂", "L_n", e);
+            if let Some(r) = &m.restriction {
+                restricted.push((r.spec.clone(), e.clone()));
             }
         }
         None => outln!("no draws after burn-in: no estimate"),
     }
+    for (name, o) in &m.observables {
+        match &o.llc {
+            Some(e) => print_estimate(&format!("λ̂[{name}] ({} rows)", o.rows), &format!("L_{name}"), e),
+            None => outln!("λ̂[{name}]: no draws after burn-in"),
+        }
+    }
     outln!(
-        "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}",
+        "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}{}",
         m.plugin.name,
         m.plugin.version,
         m.chains,
@@ -165,11 +218,11 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
         m.seconds(),
         m.work.grad_evals_fge,
         m.work.loss_evals,
+        if m.work.observe_loss_evals > 0 { format!(", {} on observed subsets", m.work.observe_loss_evals) } else { String::new() },
         if m.status == Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
     );
     outln!("run: {}", run.dir.display());
     if let Some((path, a)) = analysis {
         outln!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
     }
-    Ok(Exit::unless_interrupted(Exit::Success))
 }

@@ -13,6 +13,7 @@ use super::sections::*;
 use super::workflow::WorkflowPatch;
 use crate::error::{Error, Result};
 use crate::memory;
+use crate::model::restrict::RestrictSpec;
 
 /// Overrides of a target's sections, written under `overrides:` in an experiment file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +103,10 @@ pub struct SamplerSpec {
     /// apart from others of the same plugin (`rmsprop`); none by default.
     #[serde(default)]
     pub tag: Option<String>,
+    /// Sample only these coordinates, the rest at θ* (as `--restrict`: `"layer:2"`,
+    /// `"W1,b1"`, `"each-layer"`, or a `.npy` mask, relative to the experiment file).
+    #[serde(default)]
+    pub restrict: Option<RestrictSpec>,
 }
 
 impl SamplerSpec {
@@ -187,6 +192,11 @@ pub fn load_experiment(path: &Path) -> Result<Experiment> {
 pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
     let mut config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
+    for s in &mut config.samplers {
+        if let Some(RestrictSpec::Mask(mask)) = &mut s.restrict {
+            *mask = base_dir.join(&*mask);
+        }
+    }
     let file = path.display();
     crate::ensure!(!config.targets.is_empty(), "{file}: `targets` is empty");
     crate::ensure!(config.chains >= 1, "{file}: `chains` must be ≥ 1");
@@ -201,8 +211,10 @@ pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
         }
     }
     for (i, s) in config.samplers.iter().enumerate() {
-        if let Some(j) = config.samplers[..i].iter().position(|o| o.plugin == s.plugin && o.tag == s.tag) {
-            return Err(Error::invalid(format!("{file}: samplers[{i}] has the plugin and tag of samplers[{j}]: give one of them a distinct `tag`")));
+        if let Some(j) = config.samplers[..i].iter().position(|o| o.plugin == s.plugin && o.tag == s.tag && o.restrict == s.restrict) {
+            return Err(Error::invalid(format!(
+                "{file}: samplers[{i}] has the plugin, tag and restriction of samplers[{j}]: give one of them a distinct `tag`"
+            )));
         }
     }
     config.workflow.validate(&file.to_string())?;
@@ -307,5 +319,25 @@ impl TargetConfig {
         memory::check(&format!("data.n = {}, data.n_test = {} ({} → {} columns)", d.n, d.n_test, m.in_dim, m.out_dim), data_bytes)?;
         let params = 8.0 * 6.0 * m.n_params() as f64;
         memory::check(&format!("model.widths = {:?} ({} parameters)", m.widths, m.n_params()), params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: &str = r#"targets: [(quadratic: (dim: 3, n: 10))]"#;
+
+    #[test]
+    fn a_sampler_restriction_is_checked_and_its_mask_found_beside_the_file() {
+        let text = format!(
+            r#"(name: "e", {TARGETS}, samplers: [(plugin: "hmc", restrict: "layer:2", overrides: (draws: 2000)), (plugin: "hmc", restrict: "m.npy"), (plugin: "sgld")])"#
+        );
+        let e = parse_experiment(&text, Path::new("exps/e.ron")).unwrap();
+        let r: Vec<Option<String>> = e.config.samplers.iter().map(|s| s.restrict.as_ref().map(ToString::to_string)).collect();
+        assert_eq!(r, [Some("layer:2".to_string()), Some("exps/m.npy".to_string()), None]);
+        let bad = format!(r#"(name: "e", {TARGETS}, samplers: [(plugin: "hmc", restrict: "conv1")])"#);
+        let err = parse_experiment(&bad, Path::new("e.ron")).unwrap_err().to_string();
+        assert!(err.starts_with("e.ron:1:") && err.contains("restriction `conv1`: unknown part"), "{err}");
     }
 }

@@ -23,7 +23,7 @@ pub use self::experiment::{
     TargetOverrides, TargetRecipe, TargetSpec,
 };
 pub use self::parse::{parse_ron, read_ron};
-pub use self::plugin_config::{resolve_config, Overrides};
+pub use self::plugin_config::{resolve_config, Overrides, ResolvedConfig};
 pub use self::presets::{builtin_names, model_preset};
 pub use self::sections::{
     BetaMode, DataConfig, DataPatch, InputDist, ModelConfig, ModelPatch, Noise, PosteriorConfig, PosteriorPatch, TeacherConfig, TrainingConfig, TrainingPatch,

@@ -1,12 +1,14 @@
 //! The model, a leaf every stage uses: the MLP shape, its flat parameter
 //! layout, width inference and initialisation, and (in [`scalar`]) the
-//! activation, precision, loss kind and the `Real` scalar. Nothing flows in
+//! activation, precision, loss kind and the `Real` scalar, and (in
+//! [`restrict`]) which parts of θ a restricted run moves. Nothing flows in
 //! from other modules; specs and layouts flow out.
 //!
 //! θ is laid out layer by layer: W_l row-major with shape [out, in], then b_l
 //! (when the model has biases). Hidden layers apply the activation; the output
 //! layer does not.
 
+pub mod restrict;
 pub mod scalar;
 
 use rand_distr::{Distribution, Uniform};

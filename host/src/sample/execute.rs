@@ -1,10 +1,11 @@
-//! Running a plugin on a target: the posterior over a backend, the
-//! recorder, and the run directory written at the end.
+//! Running a plugin on a target: the posterior over a backend (restricted
+//! to some coordinates with `--restrict`), the recorder (and the observer of
+//! `--observe`), and the run directory written at the end.
 //!
 //! ```text
 //! $LH_HOME/experiments/<exp>/runs/<UTC time>-<plugin>-[<tag>-]<target id>-<6 hex>/
-//!     traces.npz     loss (C, T), llc (C, T), and each named stat (C, T)
-//!     manifest.json  plugin, config, seed, backend, timings, work, λ̂, status
+//!     traces.npz     loss (C, T), llc (C, T), each named stat (C, T), loss_<name> (C, T) per observable
+//!     manifest.json  plugin, config, seed, tag and run key, backend, restriction, timings, work, λ̂ (and λ̂_S), status
 //! ```
 //! The directory appears when the plugin announces its plan and is
 //! checkpointed while it draws (see [`super::run_dir`]).
@@ -13,14 +14,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lh_plugin_api::{Model, RStr};
+use lh_plugin_api::{Model, RStr, RunSummary, SamplerError};
 
 use super::manifest::{Manifest, Status};
+use super::observe::{ObserveSpec, Observer};
 use super::plugins::LoadedPlugin;
 use super::posterior::{Posterior, Work};
 use super::recorder::{Checkpoints, Recorder};
+use super::restrict::Restriction;
 use crate::backend::BackendFactory;
 use crate::error::{Error, Result};
+use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::progress::{Monitor, Progress};
 use crate::store::provenance::Provenance;
@@ -42,6 +46,10 @@ pub struct Request<'a> {
     pub experiment: String,
     /// Time between two checkpoints of the run directory while draws arrive.
     pub checkpoint_every: Duration,
+    /// Sample only these coordinates (`--restrict`); the others stay at θ*.
+    pub restrict: Option<RestrictSpec>,
+    /// Data subsets whose loss is recorded at every draw (`--observe`).
+    pub observe: Vec<ObserveSpec>,
     /// The workflow's label of the run (a plain name), part of its directory's name.
     pub tag: Option<String>,
     /// The workflow's key of the run (see `workflow::plan`), kept in the manifest.
@@ -54,13 +62,35 @@ pub struct Outcome {
     pub manifest: Manifest,
 }
 
+/// Runs `plugin` on `model` with `sink`.
+fn run_plugin<M: Model>(
+    plugin: &mut LoadedPlugin,
+    model: &mut M,
+    sink: &mut Recorder<'_>,
+    config: &str,
+    seed: u64,
+) -> std::result::Result<RunSummary, SamplerError> {
+    use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
+    use lh_plugin_api::{Model_TO, TraceSink_TO};
+    let model = Model_TO::from_ptr(lh_plugin_api::RMut::new(model), TD_Opaque);
+    let sink = TraceSink_TO::from_ptr(lh_plugin_api::RMut::new(sink), TD_Opaque);
+    plugin.sampler.run(model, sink, RStr::from_str(config), seed).into_result()
+}
+
 /// Runs the plugin on the target, checkpointing the run directory as it goes
 /// and writing it a last time at the end. A fatal plugin error still writes
 /// the draws recorded so far (status `failed`) and is then returned as the error.
+/// A restriction or observable that does not fit the target is an error
+/// before anything runs.
 pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Result<Outcome> {
-    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, checkpoint_every, tag, job_key } = req;
+    let Request { target, mut plugin, config, chains, seed, precision, backends, experiment, checkpoint_every, restrict, observe, tag, job_key } = req;
+    let restriction = restrict.map(|r| Restriction::resolve(&r, target)).transpose()?;
     let backend = target.backend(backends, chains, precision)?;
     let mut posterior = Posterior::new(backend, target.w_star.clone(), target.meta.beta, target.meta.gamma)?;
+    let mut observer = if observe.is_empty() { None } else { Some(Observer::new(&observe, target, backends, chains, precision)?) };
+    if let Some(o) = &observer {
+        posterior.track(o.log());
+    }
     let provenance = Provenance::now();
     let stamp: String = provenance.created.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let tid = target.meta.target_id.trim_start_matches("tgt_");
@@ -95,19 +125,18 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         l0: posterior.l0(),
         target_l0: target.meta.l0,
         llc: None,
+        restriction: restriction.as_ref().map(|r| r.info.clone()),
+        observables: BTreeMap::new(),
         tuned: BTreeMap::new(),
         notes: String::new(),
         provenance,
     };
     monitor.report(Progress::Start { what: &plugin.info.name, total: 0 });
     let checkpoints = Checkpoints { store: store.clone(), base, work: posterior.work.clone(), every: checkpoint_every };
-    let mut recorder = Recorder::new(chains, monitor, checkpoints);
-    let result = {
-        use lh_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-        use lh_plugin_api::{Model_TO, TraceSink_TO};
-        let model = Model_TO::from_ptr(lh_plugin_api::RMut::new(&mut posterior), TD_Opaque);
-        let sink = TraceSink_TO::from_ptr(lh_plugin_api::RMut::new(&mut recorder), TD_Opaque);
-        plugin.sampler.run(model, sink, RStr::from_str(&config), seed).into_result()
+    let mut recorder = Recorder::new(chains, monitor, checkpoints, observer.as_mut());
+    let result = match &restriction {
+        Some(r) => run_plugin(&mut plugin, &mut r.model(&mut posterior), &mut recorder, &config, seed),
+        None => run_plugin(&mut plugin, &mut posterior, &mut recorder, &config, seed),
     };
     let (draws, plan) = recorder.recorded();
     let complete = plan.is_some_and(|p| draws == p.draws && draws > 0);

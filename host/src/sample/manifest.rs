@@ -1,12 +1,15 @@
-//! A run's `manifest.json`: what ran (plugin, config, seed, backend), how it
-//! ended, the work the host counted, and λ̂.
+//! A run's `manifest.json`: what ran (plugin, config, seed, backend, the
+//! restriction), how it ended, the work the host counted, λ̂ and each
+//! observable's λ̂_S.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::observe::Observable;
 use super::plugins::PluginInfo;
 use super::posterior::Work;
+use super::restrict::RestrictionInfo;
 use crate::backend::BackendInfo;
 use crate::estimate::Estimate;
 use crate::model::Precision;
@@ -67,6 +70,12 @@ pub struct Manifest {
     /// L_n(θ*) in f64, from the target.
     pub target_l0: f64,
     pub llc: Option<Estimate>,
+    /// The coordinates sampled, when not all of θ (`--restrict`); λ̂ is then that of the restricted posterior.
+    #[serde(default)]
+    pub restriction: Option<RestrictionInfo>,
+    /// λ̂_S of each data subset recorded (`--observe`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observables: BTreeMap<String, Observable>,
     pub tuned: BTreeMap<String, f64>,
     pub notes: String,
     #[serde(flatten)]

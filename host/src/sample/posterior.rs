@@ -8,6 +8,7 @@ use std::rc::Rc;
 use lh_plugin_api::{Model, RSlice, RSliceMut, SResult, SamplerError};
 use serde::{Deserialize, Serialize};
 
+use super::positions::PositionLog;
 use crate::backend::{Backend, Batch};
 use crate::error::{Error, Result};
 
@@ -25,6 +26,25 @@ pub struct Work {
     pub minibatch_grad_calls: u64,
     /// Evaluations that returned a non-finite value (counted as divergences).
     pub non_finite: u64,
+    /// Loss evaluations on the `--observe` subsets: one per subset per
+    /// recorded draw, all chains at once (forward passes only; not in
+    /// `grad_evals_fge`).
+    #[serde(default)]
+    pub observe_loss_evals: u64,
+}
+
+/// Checks a call's buffers for C chains of D coordinates: `positions` values,
+/// and each output's length against what it must be.
+pub(super) fn check_buffers(c: usize, d: usize, positions: usize, want: &[usize], got: &[usize]) -> std::result::Result<(), SamplerError> {
+    if positions != c * d {
+        return Err(SamplerError::fatal(format!("positions has {positions} values, expected C·D = {c}·{d}")));
+    }
+    for (&w, &g) in want.iter().zip(got) {
+        if g != w {
+            return Err(SamplerError::fatal(format!("an output buffer has {g} values, expected {w}")));
+        }
+    }
+    Ok(())
 }
 
 /// The posterior of one run.
@@ -36,6 +56,8 @@ pub struct Posterior {
     l0: f64,
     /// The work counters, shared with the recorder (which checkpoints them).
     pub work: Rc<RefCell<Work>>,
+    /// Notes every evaluation, when draws are to be located (`--observe`).
+    log: Option<Rc<RefCell<PositionLog>>>,
 }
 
 impl Posterior {
@@ -46,7 +68,18 @@ impl Posterior {
         let mut loss = vec![0.0; c];
         let positions: Vec<f64> = center.iter().copied().cycle().take(c * d).collect();
         backend.loss_grad(&positions, Batch::Full, &mut loss, None)?;
-        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Rc::default() })
+        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Rc::default(), log: None })
+    }
+
+    /// Notes every later evaluation (positions and losses) in `log`.
+    pub fn track(&mut self, log: Rc<RefCell<PositionLog>>) {
+        self.log = Some(log);
+    }
+
+    fn note(&self, positions: &[f64], loss: &[f64]) {
+        if let Some(log) = &self.log {
+            log.borrow_mut().seen(positions, loss);
+        }
     }
 
     /// nβ.
@@ -57,19 +90,6 @@ impl Posterior {
     /// The backend's description.
     pub fn backend_info(&self) -> crate::backend::BackendInfo {
         self.backend.info()
-    }
-
-    fn check(&self, positions: usize, per_chain: &[usize], outs: &[usize]) -> std::result::Result<(), SamplerError> {
-        let (c, d) = (self.backend.chains(), self.backend.dim());
-        if positions != c * d {
-            return Err(SamplerError::fatal(format!("positions has {positions} values, expected C·D = {c}·{d}")));
-        }
-        for (&want, &got) in per_chain.iter().zip(outs) {
-            if got != want {
-                return Err(SamplerError::fatal(format!("an output buffer has {got} values, expected {want}")));
-            }
-        }
-        Ok(())
     }
 
     /// Turns the L_n gradient in `grads` into ∇log π in place; returns log π per chain into `logp`.
@@ -133,13 +153,14 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(positions.len(), &[c * d, c, c], &[grads.len(), logp.len(), loss.len()]) {
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c * d, c, c], &[grads.len(), logp.len(), loss.len()]) {
             return Err(e).into();
         }
         self.work.borrow_mut().full_grad_calls += 1;
         self.work.borrow_mut().grad_evals_fge += 1.0;
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
+        self.note(&positions, &loss);
         r.map_err(|e| self.map_err(e)).into()
     }
 
@@ -151,23 +172,26 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(positions.len(), &[c * d, c], &[grads.len(), loss.len()]) {
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c * d, c], &[grads.len(), loss.len()]) {
             return Err(e).into();
         }
         self.work.borrow_mut().minibatch_grad_calls += 1;
         self.work.borrow_mut().grad_evals_fge += rows.len() as f64 / self.backend.n_data() as f64;
         let r = self.backend.loss_grad(&positions, Batch::Rows(&rows), &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, None);
+        self.note(&positions, &loss);
         r.map_err(|e| self.map_err(e)).into()
     }
 
     fn loss(&mut self, positions: RSlice<'_, f64>, mut loss: RSliceMut<'_, f64>) -> SResult<()> {
-        let c = self.backend.chains();
-        if let Err(e) = self.check(positions.len(), &[c], &[loss.len()]) {
+        let (c, d) = (self.backend.chains(), self.backend.dim());
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c], &[loss.len()]) {
             return Err(e).into();
         }
         self.work.borrow_mut().loss_evals += 1;
-        self.backend.loss_grad(&positions, Batch::Full, &mut loss, None).map_err(|e| self.map_err(e)).into()
+        let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, None);
+        self.note(&positions, &loss);
+        r.map_err(|e| self.map_err(e)).into()
     }
 }
 

@@ -1,7 +1,8 @@
 //! The host side of the plugin's [`TraceSink`]: every draw validated and
 //! kept, phases timed, progress passed on to a [`Monitor`], and the run
 //! checkpointed to its directory (at `begin`, every few seconds while draws
-//! arrive, and at the end), so that a killed run keeps what it drew.
+//! arrive, and at the end), so that a killed run keeps what it drew. With
+//! `--observe`, every valid draw is also handed to the [`Observer`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use lh_plugin_api::{Plan, RSlice, RStr, RunSummary, SResult, SamplerError, Stat, TraceSink};
 
 use super::manifest::{Manifest, Status};
+use super::observe::{Observed, Observer};
 use super::posterior::Work;
 use super::run_dir::{RunDir, Snapshot};
 use crate::error::Result;
@@ -48,14 +50,28 @@ pub struct Recorder<'m> {
     start: Instant,
     last_write: Instant,
     dir: Option<RunDir>,
+    observer: Option<&'m mut Observer>,
 }
 
 impl<'m> Recorder<'m> {
     /// A recorder for `chains` chains, reporting progress to `monitor` (which
-    /// also says when to stop), writing the run as `checkpoints` says.
-    pub fn new(chains: usize, monitor: &'m mut dyn Monitor, checkpoints: Checkpoints) -> Self {
+    /// also says when to stop), writing the run as `checkpoints` says, and
+    /// handing every valid draw to `observer`.
+    pub fn new(chains: usize, monitor: &'m mut dyn Monitor, checkpoints: Checkpoints, observer: Option<&'m mut Observer>) -> Self {
         let now = Instant::now();
-        Self { chains, plan: None, loss: Vec::new(), stats: BTreeMap::new(), phases: Vec::new(), monitor, checkpoints, start: now, last_write: now, dir: None }
+        Self {
+            chains,
+            plan: None,
+            loss: Vec::new(),
+            stats: BTreeMap::new(),
+            phases: Vec::new(),
+            monitor,
+            checkpoints,
+            start: now,
+            last_write: now,
+            dir: None,
+            observer,
+        }
     }
 
     /// Seconds spent in each announced phase, and `total` since the start.
@@ -69,8 +85,15 @@ impl<'m> Recorder<'m> {
         t
     }
 
-    /// The manifest of the run as it stands.
-    fn manifest(&self, status: Status, error: Option<String>) -> Manifest {
+    /// The observables' λ̂_S and traces as they stand (none without `--observe`).
+    fn observed(&self) -> Vec<Observed> {
+        let plan = self.plan.unwrap_or(Plan { draws: 0, burn_in: 0, independent: false });
+        let n_beta = self.checkpoints.base.n_beta();
+        self.observer.as_deref().map_or_else(Vec::new, |o| o.snapshot(plan.burn_in, n_beta, plan.independent))
+    }
+
+    /// The manifest of the run as it stands, given the observables' state.
+    fn manifest(&self, status: Status, error: Option<String>, observed: &[Observed]) -> Manifest {
         let plan = self.plan.unwrap_or(Plan { draws: 0, burn_in: 0, independent: false });
         let mut m = self.checkpoints.base.clone();
         let draws = self.loss.len();
@@ -84,12 +107,14 @@ impl<'m> Recorder<'m> {
         m.independent_draws = plan.independent;
         m.timings = self.timings(Instant::now());
         m.work = *self.checkpoints.work.borrow();
+        m.work.observe_loss_evals = self.observer.as_deref().map_or(0, Observer::evaluations);
+        m.observables = observed.iter().map(|o| (o.name.clone(), o.record.clone())).collect();
         m
     }
 
     /// Writes `manifest` and the draws so far (creating the run directory the first time).
-    fn save(&mut self, manifest: &Manifest) -> Result<PathBuf> {
-        let snapshot = Snapshot { manifest, loss: &self.loss, stats: &self.stats };
+    fn save(&mut self, manifest: &Manifest, observed: &[Observed]) -> Result<PathBuf> {
+        let snapshot = Snapshot { manifest, loss: &self.loss, stats: &self.stats, observed };
         match &self.dir {
             Some(d) => d.write(&snapshot)?,
             None => self.dir = Some(RunDir::create(&self.checkpoints.store, &snapshot)?),
@@ -100,8 +125,9 @@ impl<'m> Recorder<'m> {
 
     /// A snapshot of the run so far, marked incomplete.
     fn checkpoint(&mut self) -> std::result::Result<(), SamplerError> {
-        let m = self.manifest(Status::Incomplete, None);
-        self.save(&m).map(|_| ()).map_err(|e| SamplerError::fatal(format!("writing a checkpoint: {e}")))
+        let observed = self.observed();
+        let m = self.manifest(Status::Incomplete, None, &observed);
+        self.save(&m, &observed).map(|_| ()).map_err(|e| SamplerError::fatal(format!("writing a checkpoint: {e}")))
     }
 
     /// The last write: the run as it ended (`summary` is the plugin's, when it
@@ -109,12 +135,13 @@ impl<'m> Recorder<'m> {
     /// that failed before announcing its plan (a bad config value, say) leaves
     /// no run directory.
     pub fn finish(mut self, status: Status, error: Option<String>, summary: Option<RunSummary>) -> Result<(Option<PathBuf>, Manifest)> {
-        let mut m = self.manifest(status, error);
+        let observed = self.observed();
+        let mut m = self.manifest(status, error, &observed);
         if let Some(s) = summary {
             m.tuned = s.tuned.iter().map(|t| (t.name.to_string(), t.value)).collect();
             m.notes = s.notes.to_string();
         }
-        let dir = if self.plan.is_none() && status == Status::Failed { None } else { Some(self.save(&m)?) };
+        let dir = if self.plan.is_none() && status == Status::Failed { None } else { Some(self.save(&m, &observed)?) };
         self.monitor.report(Progress::Finish);
         Ok((dir, m))
     }
@@ -131,6 +158,8 @@ impl TraceSink for Recorder<'_> {
             Err(SamplerError::fatal("begin() was called twice"))
         } else if plan.burn_in > plan.draws {
             Err(SamplerError::fatal(format!("burn-in {} exceeds the {} announced draws", plan.burn_in, plan.draws)))
+        } else if plan.burn_in == plan.draws {
+            Err(SamplerError::fatal(format!("the plugin announced {} draws, all of them burn-in: nothing to estimate λ̂ from (is `draws` 0?)", plan.draws)))
         } else {
             // Nothing is reserved for what is announced (traces grow as draws
             // arrive), but a run that could never be kept is refused up front:
@@ -174,15 +203,18 @@ impl TraceSink for Recorder<'_> {
                 if s.values.len() != self.chains {
                     return Err(SamplerError::fatal(format!("stat `{}` at draw {draw} has {} values for {} chains", s.name, s.values.len(), self.chains)));
                 }
-                let entry = self.stats.entry(s.name.to_string());
-                let v = match (draw, entry) {
-                    (0, e) => e.or_default(),
-                    (_, std::collections::btree_map::Entry::Occupied(o)) => o.into_mut(),
-                    (_, std::collections::btree_map::Entry::Vacant(_)) => {
-                        return Err(SamplerError::fatal(format!("stat `{}` first appears at draw {draw}", s.name)));
-                    }
-                };
-                v.push(s.values.to_vec());
+                if draw > 0 && !self.stats.contains_key(s.name.as_str()) {
+                    return Err(SamplerError::fatal(format!("stat `{}` first appears at draw {draw}", s.name)));
+                }
+                if self.observer.as_deref().is_some_and(|o| o.claims(&s.name)) {
+                    return Err(SamplerError::fatal(format!("stat `{}` has the name of an observable's trace: rename the observable", s.name)));
+                }
+            }
+            if let Some(o) = self.observer.as_deref_mut() {
+                o.record(draw, &loss)?;
+            }
+            for s in stats.iter() {
+                self.stats.entry(s.name.to_string()).or_default().push(s.values.to_vec());
             }
             self.loss.push(loss.to_vec());
             if self.last_write.elapsed() >= self.checkpoints.every {

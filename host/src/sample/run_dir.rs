@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::manifest::Manifest;
+use super::observe::{trace_name, Observed};
 use crate::error::{Error, Result};
 use crate::store::atomic::write_atomic;
 use crate::store::layout::{tmp_prefix, MANIFEST, TRACES};
@@ -24,6 +25,8 @@ pub struct Snapshot<'a> {
     pub loss: &'a [Vec<f64>],
     /// Each statistic per draw and chain, `values[t][c]`.
     pub stats: &'a BTreeMap<String, Vec<Vec<f64>>>,
+    /// The observables (`--observe`), each with its (C, T) trace `loss_<name>`.
+    pub observed: &'a [Observed],
 }
 
 /// A run directory that exists.
@@ -66,6 +69,8 @@ fn write_snapshot(dir: &Path, s: &Snapshot<'_>) -> Result<()> {
     let stats: Vec<(&str, Vec<f64>)> = s.stats.iter().filter(|(n, _)| *n != "loss" && *n != "llc").map(|(n, rows)| (n.as_str(), by_chain(rows))).collect();
     let mut arrays = vec![("loss", Array::F64(&shape, &loss)), ("llc", Array::F64(&shape, &llc))];
     arrays.extend(stats.iter().map(|(n, v)| (*n, Array::F64(&shape, v))));
+    let observed: Vec<(String, Vec<f64>)> = s.observed.iter().map(|o| (trace_name(&o.name), o.loss.concat())).collect();
+    arrays.extend(observed.iter().map(|(n, v)| (n.as_str(), Array::F64(&shape, v))));
     write_atomic(&dir.join(TRACES), &npz::to_bytes(&arrays)?)?;
     write_record(&dir.join(MANIFEST), m)
 }

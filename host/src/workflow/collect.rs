@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::plan::Plan;
+use super::plan::{label, Plan};
 use super::state::{Ledger, OutcomeRecord, RunState};
 use crate::error::Result;
 use crate::sample::Manifest;
@@ -21,6 +21,8 @@ pub struct LlcRow {
     pub plugin: String,
     /// The sampler entry's tag (empty when it has none).
     pub tag: String,
+    /// The weights sampled (`--restrict`), empty for all of them.
+    pub restrict: String,
     pub seed: u64,
     /// sha256 of the resolved plugin config, 12 hex digits.
     pub config_hash: String,
@@ -47,6 +49,7 @@ impl LlcRow {
             target: m.target_id.clone(),
             plugin: m.plugin.name.clone(),
             tag: m.tag.clone().unwrap_or_default(),
+            restrict: m.restriction.as_ref().map(|r| r.spec.clone()).unwrap_or_default(),
             seed: m.seed,
             config_hash: config_hash.to_string(),
             llc: e.map(|e| e.mean),
@@ -62,13 +65,9 @@ impl LlcRow {
         }
     }
 
-    /// The sampler's label: its tag, or the plugin name.
-    pub fn label(&self) -> &str {
-        if self.tag.is_empty() {
-            &self.plugin
-        } else {
-            &self.tag
-        }
+    /// The sampler's label: its tag, or the plugin name, and the restriction if any.
+    pub fn label(&self) -> String {
+        label(if self.tag.is_empty() { &self.plugin } else { &self.tag }, Some(&self.restrict))
     }
 }
 
@@ -84,6 +83,7 @@ pub fn rows(store: &Store, plan: &Plan) -> Result<Vec<LlcRow>> {
                 target: r.target_id.clone(),
                 plugin: r.plugin.clone(),
                 tag: r.tag.clone().unwrap_or_default(),
+                restrict: r.restrict.as_ref().map(ToString::to_string).unwrap_or_default(),
                 seed: r.seed,
                 config_hash: r.config_hash.clone(),
                 llc: None,

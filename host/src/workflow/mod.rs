@@ -2,8 +2,9 @@
 //! flows in; targets, run directories, `llc_runs.csv` and a gallery flow out.
 //!
 //! - [`pipeline::run_job`] is the one place a run's whole chain runs (target,
-//!   backend, plugin, config, sample, diagnose): `run`, `sample`, the local
-//!   pool and SLURM tasks all call it;
+//!   backend, plugin, config, sample, diagnose): `run`, `sample` (once per
+//!   layer for `--restrict each-layer`: [`pipeline::expand`]), the local pool
+//!   and SLURM tasks all call it;
 //! - [`plan`] makes the grid concrete (each target once, each run with its
 //!   resolved config and key); [`state`] reads back from disk which runs are
 //!   done; [`task`] runs one entry of a plan; [`local`] runs a plan on a
@@ -19,7 +20,7 @@ pub mod slurm;
 pub mod state;
 pub mod task;
 
-pub use self::pipeline::{run_job, Job, JobOutcome, JobTarget};
+pub use self::pipeline::{expand, run_job, Job, JobOutcome, JobTarget};
 
 use crate::config::{Experiment, WorkflowConfig, WorkflowPatch};
 use crate::error::Result;

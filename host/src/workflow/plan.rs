@@ -5,8 +5,12 @@
 //! **key**, the hash of everything that makes the run what it is:
 //!
 //! ```text
-//! key = sha256(target id, plugin name, plugin version, resolved config, seed, chains, tag, precision)[..16]
+//! key = sha256(target id, plugin name, plugin version, resolved config, seed, chains, tag,
+//!              precision, restriction (a mask by its contents' sha256))[..16]
 //! ```
+//!
+//! A sampler with `restrict: "each-layer"` is one run per layer of each
+//! target (`layer:1`, `layer:2`, …), each with its own key.
 //!
 //! The key is recorded in the run's manifest, so a later workflow finds the
 //! run done (a complete manifest with that key) and skips it, whatever the
@@ -24,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{resolve_config, Experiment, Overrides, TargetRecipe, WorkflowConfig};
 use crate::error::{Error, Result};
+use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::sample::plugins;
 use crate::store::provenance::Provenance;
@@ -56,6 +61,9 @@ pub struct PlannedRun {
     /// The library the plugin was found in.
     pub plugin_path: PathBuf,
     pub tag: Option<String>,
+    /// The weights it samples (`--restrict`; never `each-layer`, which the plan expands).
+    #[serde(default)]
+    pub restrict: Option<RestrictSpec>,
     pub seed: u64,
     pub chains: usize,
     /// The plugin config, resolved (RON).
@@ -65,9 +73,17 @@ pub struct PlannedRun {
 }
 
 impl PlannedRun {
-    /// The tag, or the plugin name: how tables name the sampler.
-    pub fn label(&self) -> &str {
-        self.tag.as_deref().unwrap_or(&self.plugin)
+    /// The tag, or the plugin name, and the restriction if any: how tables name the sampler.
+    pub fn label(&self) -> String {
+        label(self.tag.as_deref().unwrap_or(&self.plugin), self.restrict.as_ref().map(ToString::to_string).as_deref())
+    }
+}
+
+/// `name`, or `name[restriction]`.
+pub fn label(name: &str, restrict: Option<&str>) -> String {
+    match restrict {
+        Some(r) if !r.is_empty() => format!("{name}[{r}]"),
+        _ => name.to_string(),
     }
 }
 
@@ -109,23 +125,47 @@ impl Record for Plan {
     const SCHEMA: u32 = 1;
 }
 
-/// The key of a run (see the module documentation).
-#[allow(clippy::too_many_arguments)]
-pub fn run_key(
-    target_id: &str,
-    plugin: &str,
-    version: &str,
-    config: &str,
-    seed: u64,
-    chains: usize,
-    tag: Option<&str>,
-    precision: Option<Precision>,
-) -> String {
-    let v = serde_json::json!({
-        "target_id": target_id, "plugin": plugin, "plugin_version": version, "config": config,
-        "seed": seed, "chains": chains, "tag": tag, "precision": precision,
-    });
-    sha256_hex(v.to_string().as_bytes())[..16].to_string()
+/// What a run's key hashes (see the module documentation).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyParts<'a> {
+    pub target_id: &'a str,
+    pub plugin: &'a str,
+    pub plugin_version: &'a str,
+    pub config: &'a str,
+    pub seed: u64,
+    pub chains: usize,
+    pub tag: Option<&'a str>,
+    pub precision: Option<Precision>,
+    /// The restriction as written, or `mask:<sha256>` for a mask file.
+    pub restrict: Option<String>,
+}
+
+impl KeyParts<'_> {
+    /// The run key: 16 hex digits of the sha256 of these parts' JSON.
+    pub fn key(&self) -> String {
+        let v = serde_json::to_value(self).expect("key parts serialise");
+        sha256_hex(v.to_string().as_bytes())[..16].to_string()
+    }
+}
+
+/// How a restriction enters a run key: a mask by its contents.
+fn restrict_for_key(r: &RestrictSpec) -> Result<String> {
+    Ok(match r {
+        RestrictSpec::Mask(path) => format!("mask:{}", sha256_hex(&std::fs::read(path).map_err(|e| Error::io(path, e))?)),
+        other => other.to_string(),
+    })
+}
+
+/// The restrictions sampler entry `spec` stands for on `target`: `each-layer`
+/// is one per layer.
+fn restrictions(spec: Option<&RestrictSpec>, target: &PlannedTarget) -> Result<Vec<Option<RestrictSpec>>> {
+    match spec {
+        Some(RestrictSpec::EachLayer) => match &target.recipe {
+            TargetRecipe::Mlp(c) => Ok(RestrictSpec::each_layer(c.model.layout().len()).into_iter().map(Some).collect()),
+            TargetRecipe::Quadratic(_) => Err(Error::invalid(format!("restriction `each-layer`: target {} is quadratic and has no layers", target.id))),
+        },
+        other => Ok(vec![other.cloned()]),
+    }
 }
 
 /// What one sampler entry resolves to.
@@ -161,28 +201,43 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
             loaded.insert(s.plugin.clone(), (p.info.name, p.info.version, path, p.info.default_config));
         }
         let (name, version, path, defaults) = loaded[&s.plugin].clone();
-        let config = resolve_config(&defaults, &name, std::slice::from_ref(&s.overrides))?;
+        let config = resolve_config(&defaults, &name, std::slice::from_ref(&s.overrides))?.text;
         samplers.push(Resolved { name, version, path, config });
     }
     let mut runs = Vec::new();
     for (t, target) in targets.iter().enumerate() {
         for (i, (spec, r)) in cfg.samplers.iter().zip(&samplers).enumerate() {
-            for &seed in &cfg.seeds {
-                let key = run_key(&target.id, &r.name, &r.version, &r.config, seed, cfg.chains, spec.tag.as_deref(), settings.precision);
-                runs.push(PlannedRun {
-                    key,
-                    target: t,
-                    target_id: target.id.clone(),
-                    sampler: i,
-                    plugin: r.name.clone(),
-                    plugin_version: r.version.clone(),
-                    plugin_path: absolute(&r.path)?,
-                    tag: spec.tag.clone(),
-                    seed,
-                    chains: cfg.chains,
-                    config: r.config.clone(),
-                    config_hash: sha256_hex(r.config.as_bytes())[..12].to_string(),
-                });
+            let at = |e: Error| e.context(&format!("{file}: samplers[{i}]"));
+            for restrict in restrictions(spec.restrict.as_ref(), target).map_err(at)? {
+                let restrict_key = restrict.as_ref().map(restrict_for_key).transpose().map_err(at)?;
+                for &seed in &cfg.seeds {
+                    let parts = KeyParts {
+                        target_id: &target.id,
+                        plugin: &r.name,
+                        plugin_version: &r.version,
+                        config: &r.config,
+                        seed,
+                        chains: cfg.chains,
+                        tag: spec.tag.as_deref(),
+                        precision: settings.precision,
+                        restrict: restrict_key.clone(),
+                    };
+                    runs.push(PlannedRun {
+                        key: parts.key(),
+                        target: t,
+                        target_id: target.id.clone(),
+                        sampler: i,
+                        plugin: r.name.clone(),
+                        plugin_version: r.version.clone(),
+                        plugin_path: absolute(&r.path)?,
+                        tag: spec.tag.clone(),
+                        restrict: restrict.clone(),
+                        seed,
+                        chains: cfg.chains,
+                        config: r.config.clone(),
+                        config_hash: sha256_hex(r.config.as_bytes())[..12].to_string(),
+                    });
+                }
             }
         }
     }
@@ -207,10 +262,11 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 impl Plan {
-    /// The job overrides of run `r`: its resolved config, as the one layer.
+    /// The job overrides of run `r`: its resolved config, as the one layer
+    /// (attributed to the experiment file's sampler entry, for messages).
     pub fn overrides(&self, r: usize) -> Result<Overrides> {
         let run = &self.runs[r];
-        let origin = format!("plan of `{}`: run {}", self.experiment, run.key);
+        let origin = format!("{}: samplers[{}]", self.source.display(), run.sampler);
         Ok(crate::config::parse_ron::<Overrides>(&run.config, &origin)?.with_origin(origin))
     }
 
@@ -241,20 +297,33 @@ mod tests {
 
     #[test]
     fn keys_change_with_every_ingredient() {
-        let base = run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 1, 4, None, None);
-        assert_eq!(base.len(), 16);
-        assert_eq!(base, run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 1, 4, None, None));
-        for other in [
-            run_key("tgt_b", "hmc", "0.1.0", "(draws: 10)", 1, 4, None, None),
-            run_key("tgt_a", "sgld", "0.1.0", "(draws: 10)", 1, 4, None, None),
-            run_key("tgt_a", "hmc", "0.2.0", "(draws: 10)", 1, 4, None, None),
-            run_key("tgt_a", "hmc", "0.1.0", "(draws: 11)", 1, 4, None, None),
-            run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 2, 4, None, None),
-            run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 1, 2, None, None),
-            run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 1, 4, Some("t"), None),
-            run_key("tgt_a", "hmc", "0.1.0", "(draws: 10)", 1, 4, None, Some(Precision::F32)),
-        ] {
-            assert_ne!(base, other);
+        let base = KeyParts {
+            target_id: "tgt_a",
+            plugin: "hmc",
+            plugin_version: "0.1.0",
+            config: "(draws: 10)",
+            seed: 1,
+            chains: 4,
+            tag: None,
+            precision: None,
+            restrict: None,
+        };
+        let k = base.key();
+        assert_eq!(k.len(), 16);
+        assert_eq!(k, base.clone().key());
+        let others = [
+            KeyParts { target_id: "tgt_b", ..base.clone() },
+            KeyParts { plugin: "sgld", ..base.clone() },
+            KeyParts { plugin_version: "0.2.0", ..base.clone() },
+            KeyParts { config: "(draws: 11)", ..base.clone() },
+            KeyParts { seed: 2, ..base.clone() },
+            KeyParts { chains: 2, ..base.clone() },
+            KeyParts { tag: Some("t"), ..base.clone() },
+            KeyParts { precision: Some(Precision::F32), ..base.clone() },
+            KeyParts { restrict: Some("layer:1".into()), ..base.clone() },
+        ];
+        for o in others {
+            assert_ne!(k, o.key(), "{o:?}");
         }
     }
 }

@@ -130,6 +130,8 @@ fn job(plan: &Plan, r: usize, overrides: crate::config::Overrides) -> Job {
         threads: plan.threads,
         diagnose: None,
         checkpoint_every: Duration::from_secs_f64(s.checkpoint_every),
+        restrict: pr.restrict.clone(),
+        observe: Vec::new(),
         tag: pr.tag.clone(),
         key: Some(pr.key.clone()),
     }

@@ -80,7 +80,7 @@ pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Pa
             "<tr class=\"{}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{status}</td><td>{run}</td></tr>",
             esc(&r.status),
             esc(&r.target),
-            esc(r.label()),
+            esc(&r.label()),
             r.seed,
             num(r.llc, 4),
             num(r.se, 4),
@@ -91,14 +91,14 @@ pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Pa
         );
     }
     h.push_str("</table>\n");
-    let mut by_target: BTreeMap<&str, BTreeMap<&str, Vec<&Shown<'_>>>> = BTreeMap::new();
+    let mut by_target: BTreeMap<&str, BTreeMap<String, Vec<&Shown<'_>>>> = BTreeMap::new();
     for s in shown {
         by_target.entry(&s.card.row.target).or_default().entry(s.card.row.label()).or_default().push(s);
     }
     for (target, samplers) in by_target {
         let _ = writeln!(h, "<h2>Target {}</h2>", esc(target));
         for (label, runs) in samplers {
-            let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"cards\">", esc(label));
+            let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"cards\">", esc(&label));
             for s in runs {
                 let r = &s.card.row;
                 for (name, rel) in &s.figures {
@@ -129,7 +129,7 @@ pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Pa
 /// the first run of each sampler. `link` makes a gallery-relative path
 /// relative to the snippet.
 pub fn snippet(title: &str, shown: &[Shown<'_>], link: impl Fn(&Path) -> PathBuf) -> String {
-    let mut firsts: BTreeMap<&str, (&Shown<'_>, &PathBuf)> = BTreeMap::new();
+    let mut firsts: BTreeMap<String, (&Shown<'_>, &PathBuf)> = BTreeMap::new();
     for s in shown {
         if let Some((_, rel)) = s.figures.first() {
             firsts.entry(s.card.row.label()).or_insert((s, rel));

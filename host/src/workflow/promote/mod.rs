@@ -90,8 +90,9 @@ pub fn newest_runs(runs_root: &Path, samplers: &[String]) -> Result<Vec<Card>> {
     for name in entry_names(runs_root)? {
         let dir = runs_root.join(&name);
         let Ok(m) = read_record::<Manifest>(&dir.join(MANIFEST)) else { continue };
-        let label = m.tag.clone().unwrap_or_else(|| m.plugin.name.clone());
-        if m.status != Status::Complete || !(samplers.is_empty() || samplers.contains(&m.plugin.name) || samplers.contains(&label)) {
+        let name = m.tag.clone().unwrap_or_else(|| m.plugin.name.clone());
+        let label = super::plan::label(&name, m.restriction.as_ref().map(|r| r.spec.as_str()));
+        if m.status != Status::Complete || !(samplers.is_empty() || samplers.contains(&m.plugin.name) || samplers.contains(&name)) {
             continue;
         }
         let slot = (m.target_id.clone(), label);
@@ -132,7 +133,7 @@ pub fn single(runs_root: &Path, samplers: &[String], outdir: &Path, plot: &str) 
     plot_names(&[plot.to_string()])?;
     let mut by_sampler: BTreeMap<String, Card> = BTreeMap::new();
     for c in newest_runs(runs_root, samplers)? {
-        let label = c.row.label().to_string();
+        let label = c.row.label();
         if by_sampler.get(&label).is_none_or(|old| run_id(&old.dir) < run_id(&c.dir)) {
             by_sampler.insert(label, c);
         }
