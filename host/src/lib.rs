@@ -8,7 +8,7 @@
 //! - [`workflow`] (Stage D): [`workflow::pipeline::run_job`], where the chain runs;
 //!
 //! over the shared leaves [`model`], [`backend`], [`estimate`], [`store`],
-//! [`plots`], [`progress`], [`rng`] and [`error`]. The `lh-host` binary is a
+//! [`plots`], [`progress`], [`memory`], [`rng`] and [`error`]. The `lh-host` binary is a
 //! thin CLI over it.
 
 pub mod backend;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod diagnose;
 pub mod error;
 pub mod estimate;
+pub mod memory;
 pub mod model;
 pub mod plots;
 pub mod progress;

@@ -82,23 +82,31 @@ impl Home {
         self.dir.path()
     }
 
-    /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
-    pub fn run(&self, args: &[&str]) -> Run {
-        self.run_env(args, &[])
-    }
-
-    /// Runs `lh-host ARGS` with `LH_HOME` set to this home and the extra environment `env`.
-    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out: Output = Command::new(binary())
-            .args(args)
-            .envs(env.iter().copied())
+    /// `lh-host ARGS` with `LH_HOME` set to this home, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
             .env("LH_HOME", self.path().join("artifacts"))
             .env("LH_THREADS", "2")
             // Mesa (probed by `--backend auto`) warns on stderr without a valid runtime dir.
             .env("XDG_RUNTIME_DIR", self.path())
-            .current_dir(self.path())
-            .output()
-            .expect("run lh-host");
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// Runs `lh-host ARGS` with `LH_HOME` set to this home.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Self::finished(self.command(args).output().expect("run lh-host"))
+    }
+
+    /// Runs `lh-host ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        Self::finished(cmd.output().expect("run lh-host"))
+    }
+
+    fn finished(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -151,6 +159,24 @@ impl Default for Home {
     }
 }
 
+/// Whether python3 with numpy is here; when it is not, the caller skips,
+/// unless `LH_REQUIRE_NUMPY` is set (CI sets it), which makes that a failure.
+pub fn have_numpy() -> bool {
+    let ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var("LH_REQUIRE_NUMPY").is_err(), "LH_REQUIRE_NUMPY is set but python3 cannot import numpy");
+        eprintln!("skipped: python3 with numpy not found");
+    }
+    ok
+}
+
+/// Runs a python3 script; asserts it succeeds and returns its stdout.
+pub fn python(script: &str) -> String {
+    let out = Command::new("python3").args(["-c", script]).output().expect("run python3");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A small, fast experiment file: the `small` preset trained for `steps` steps.
 pub fn tiny_experiment(seed: u64, extra_overrides: &str) -> String {
     format!(
@@ -169,10 +195,19 @@ pub fn first_token(s: &str) -> String {
     s.split_whitespace().next().expect("output has a token").to_string()
 }
 
-/// The manifest.json of the run whose directory `sample`/`run` printed (`run: DIR`).
-pub fn manifest(stdout: &str) -> serde_json::Value {
-    let dir = PathBuf::from(stdout.lines().find_map(|l| l.strip_prefix("run: ")).expect("run dir printed").trim());
+/// Every run directory `sample`/`run` printed (`run: DIR`), in order.
+pub fn run_dirs(stdout: &str) -> Vec<PathBuf> {
+    stdout.lines().filter_map(|l| l.strip_prefix("run: ")).map(|d| PathBuf::from(d.trim())).collect()
+}
+
+/// The manifest.json in run directory `dir`.
+pub fn manifest_in(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json")).expect("valid JSON")
+}
+
+/// The manifest.json of the (first) run whose directory `sample`/`run` printed.
+pub fn manifest(stdout: &str) -> serde_json::Value {
+    manifest_in(run_dirs(stdout).first().expect("run dir printed"))
 }
 
 /// Samples target `id` with `plugin` (and the extra `sample` arguments) in
@@ -220,30 +255,94 @@ fn trace_of_inverse(a: &[f64], k: usize) -> f64 {
     (0..k).map(|i| inv[i * k + i]).sum()
 }
 
-/// A regular model built in `h` (a linear layer 6 → 3 with bias, n = 3000,
-/// γ = 1, f64): its id and the exact λ̂ of its Gaussian posterior,
-/// Σᵢ nβhᵢ/(2(nβhᵢ + γ)) over the Hessian's eigenvalues hᵢ at w*, i.e.
-/// ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2), with H = (2/(n·d_out)) X̃ᵀX̃ per output (X̃ = [X, 1]).
-pub fn regular_target(h: &Home) -> (String, f64) {
+/// Writes a one-dimensional `.npy` file (format 1.0) under `h` and returns its
+/// path: `descr` is numpy's dtype (`|b1`, `<i8`, `<f8`), `data` the values'
+/// little-endian bytes.
+pub fn write_npy(h: &Home, name: &str, descr: &str, len: usize, data: &[u8]) -> String {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len()).expect("short header").to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    let p = h.path().join(name);
+    std::fs::write(&p, bytes).expect("write .npy");
+    p.to_string_lossy().into_owned()
+}
+
+/// A `.npy` mask of bools under `h` (as `numpy.save(name, mask)` writes it).
+pub fn write_mask(h: &Home, name: &str, mask: &[bool]) -> String {
+    write_npy(h, name, "|b1", mask.len(), &mask.iter().map(|b| u8::from(*b)).collect::<Vec<u8>>())
+}
+
+/// The exact λ of a Gaussian posterior with precision nβH + γI (H the k × k
+/// Hessian of L_n, row-major): E[nβ(L_n − L0)] = ½(k − γ·tr((nβH + γI)⁻¹)).
+/// For a posterior restricted to a block of coordinates, the others fixed at
+/// w*, H is that block of the full Hessian.
+pub fn gaussian_lambda(hessian: &[f64], k: usize, n_beta: f64, gamma: f64) -> f64 {
+    let shifted: Vec<f64> = hessian.iter().enumerate().map(|(i, h)| n_beta * h + gamma * f64::from(u8::from(i / k == i % k))).collect();
+    0.5 * (k as f64 - gamma * trace_of_inverse(&shifted, k))
+}
+
+/// Array `name` of payload file `file` (`data.npz`, `params.npz`) of the one
+/// MLP target built in `h`: its shape and values.
+pub fn payload_array(h: &Home, file: &str, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).expect("an MLP target's object");
+    lh_host::store::npz::Npz::open(&obj.join("payload").join(file)).unwrap().f64(name).unwrap()
+}
+
+/// The regular model of [`regular_target`]: its id, and the Gram matrix X̃ᵀX̃
+/// of its data (7 × 7, X̃ = [X, 1]), which fixes its exact λ.
+pub struct Regular {
+    pub id: String,
+    gram: Vec<f64>,
+}
+
+/// Rows of the regular model's data set; its nβ = n/ln n, γ = 1.
+const REGULAR_N: usize = 3000;
+
+impl Regular {
+    /// The exact λ of the Gaussian posterior restricted to the coefficients
+    /// `cols` of X̃ (0..6 the inputs, 6 the bias) of every output, the other
+    /// coordinates fixed at w*: ½(k − γ·tr((nβH_SS + γI)⁻¹)) with k = 3·|cols|
+    /// and H_SS the block of the Hessian H = (2/(n·d_out)) X̃ᵀX̃ (one copy per
+    /// output). All seven columns give the whole model's λ.
+    pub fn exact(&self, cols: &[usize]) -> f64 {
+        let (n, k) = (REGULAR_N as f64, cols.len());
+        let hessian: Vec<f64> = (0..k * k).map(|i| 2.0 / (n * 3.0) * self.gram[cols[i / k] * 7 + cols[i % k]]).collect();
+        3.0 * gaussian_lambda(&hessian, k, n / n.ln(), 1.0)
+    }
+}
+
+/// The regular model built in `h` (a linear layer 6 → 3 with bias, n = 3000,
+/// γ = 1, f64), with what [`Regular::exact`] needs.
+pub fn regular_model(h: &Home) -> Regular {
     h.write("linear.ron", "(in_dim: 6, out_dim: 3, widths: [], activation: identity, bias: true)");
     h.write("n3000.ron", "(n: 3000, n_test: 0, input: gauss_iso, noise: gauss(scale: 0.1))");
     let exp = r#"(name: "regular", targets: [(model: "linear.ron", data: "n3000.ron", seed: 4,
         overrides: (training: (precision: f64, lr: 0.01, steps: 5000)))])"#;
     let id = first_token(&h.ok(&["build", "--config", &h.write("r.ron", exp)]));
-    let obj = h.objects().into_iter().find(|o| o.join("payload/data.npz").exists()).expect("the target's object");
-    let (_, x) = lh_host::store::npz::Npz::open(&obj.join("payload/data.npz")).unwrap().f64("X").unwrap();
-    let (n, k) = (3000usize, 7usize);
-    let nb = n as f64 / (n as f64).ln();
-    let mut a = vec![0.0; k * k];
-    for r in 0..n {
+    let (_, x) = payload_array(h, "data.npz", "X");
+    let mut gram = vec![0.0; 49];
+    for r in 0..REGULAR_N {
         let row: Vec<f64> = x[r * 6..(r + 1) * 6].iter().copied().chain([1.0]).collect();
-        for i in 0..k {
-            for j in 0..k {
-                a[i * k + j] += row[i] * row[j];
+        for i in 0..7 {
+            for j in 0..7 {
+                gram[i * 7 + j] += row[i] * row[j];
             }
         }
     }
-    let scale = 2.0 / (n as f64 * 3.0);
-    let shifted: Vec<f64> = (0..k * k).map(|i| nb * scale * a[i] + f64::from(u8::from(i / k == i % k))).collect();
-    (id, 0.5 * (21.0 - 3.0 * trace_of_inverse(&shifted, k)))
+    Regular { id, gram }
+}
+
+/// A regular model built in `h` (see [`regular_model`]): its id and the exact
+/// λ̂ of its Gaussian posterior, Σᵢ nβhᵢ/(2(nβhᵢ + γ)) over the Hessian's
+/// eigenvalues hᵢ at w*, i.e. ½(D − γ·tr((nβH + γI)⁻¹)) (≈ D/2).
+pub fn regular_target(h: &Home) -> (String, f64) {
+    let r = regular_model(h);
+    let exact = r.exact(&[0, 1, 2, 3, 4, 5, 6]);
+    (r.id, exact)
 }

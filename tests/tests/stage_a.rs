@@ -71,10 +71,7 @@ fn same_config_gives_same_id_and_identical_bytes_and_any_change_a_new_id() {
 
 #[test]
 fn numpy_opens_the_payload_with_the_documented_names_and_shapes() {
-    let have_numpy = std::process::Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
-    if !have_numpy {
-        assert!(std::env::var("LH_REQUIRE_NUMPY").is_err(), "LH_REQUIRE_NUMPY is set but python3 cannot import numpy");
-        eprintln!("skipped: python3 with numpy not found");
+    if !lh_tests::have_numpy() {
         return;
     }
     let h = Home::new();
@@ -98,10 +95,8 @@ print(np.mean((f(d["X"]) - d["Y"]) ** 2))
 "#,
         p = payload.display()
     );
-    let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // numpy's L_n(w*) equals the L0 in meta.json (computed by the f64 backend).
-    let l_numpy: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let l_numpy: f64 = lh_tests::python(&script).trim().parse().unwrap();
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(h.objects()[0].join("meta.json")).unwrap()).unwrap();
     let l0 = meta["l0"].as_f64().unwrap();
     assert!((l_numpy - l0).abs() < 1e-12 * l0, "numpy {l_numpy} vs L0 {l0}");

@@ -76,9 +76,11 @@ fn diagnose_experiment_and_compare_two_plugins() {
     assert!(out.contains("hmc") && out.contains("mclmc") && out.contains(&id), "{out}");
     let csv = std::fs::read_to_string(h.path().join("artifacts/experiments/quad/compare.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 3, "one row per (target, plugin):\n{csv}");
-    assert!(lines[0].starts_with("target_id,plugin,runs,run_id,chains,draws_used,llc,se,se_bootstrap,rhat,ess_bulk,ess_per_second,wnv_grad_evals"));
-    assert!(lines[1].starts_with(&format!("{id},hmc,1,")) && lines[2].starts_with(&format!("{id},mclmc,1,")), "{csv}");
+    assert_eq!(lines.len(), 3, "one row per (target, plugin, restriction):\n{csv}");
+    assert!(
+        lines[0].starts_with("target_id,plugin,restriction,dim,runs,run_id,chains,draws_used,llc,se,se_bootstrap,rhat,ess_bulk,ess_per_second,wnv_grad_evals")
+    );
+    assert!(lines[1].starts_with(&format!("{id},hmc,,,1,")) && lines[2].starts_with(&format!("{id},mclmc,,,1,")), "{csv}");
     assert_png(&h.path().join("artifacts/experiments/quad/compare.png"));
 
     // Unknown experiments are named.
@@ -86,7 +88,7 @@ fn diagnose_experiment_and_compare_two_plugins() {
         let err = h.fails(&[cmd, "--experiment", "nosuch"]);
         assert!(err.contains("no experiment `nosuch`") && err.contains("quad"), "{err}");
     }
-    // A quadratic target has no teacher: one failure line and the count (exit 1: an item failed).
+    // A quadratic target has no teacher: one failure line and the count, exit 1 (README: Exit codes).
     let r = h.run(&["diagnose-targets", "--experiment", "quad"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let out = r.stdout;

@@ -31,6 +31,10 @@ pub struct BenchResult {
 
 /// Times `reps` evaluations (after one warm-up) and reports the median.
 pub fn run(preset: &str, spec: &MlpSpec, n: usize, chains: usize, precision: Precision, factory: &BackendFactory, reps: usize) -> Result<BenchResult> {
+    let cols = (spec.in_dim + spec.out_dim) as f64;
+    // X and Y in f64 and in the backend's copy; θ and gradients of every chain.
+    crate::memory::check(&format!("bench --n {n} ({} columns)", spec.in_dim + spec.out_dim), 16.0 * n as f64 * cols)?;
+    crate::memory::check(&format!("bench --chains {chains} (D = {})", spec.n_params()), 32.0 * chains as f64 * spec.n_params() as f64)?;
     let mut r = stream(0xbe_4c, 0);
     let x: Vec<f64> = (0..n * spec.in_dim).map(|_| StandardNormal.sample(&mut r)).collect();
     let y: Vec<f64> = (0..n * spec.out_dim).map(|_| StandardNormal.sample(&mut r)).collect();

@@ -3,9 +3,12 @@
 //!
 //! Speed comes from cache blocking over data rows: the rows are cut into tiles
 //! of [`TILE`]; the whole forward + backward of one tile runs from L1/L2, and
-//! its weight gradient is accumulated. Tiles are split into contiguous ranges,
-//! one per thread, and the per-thread gradients are summed in thread order, so
-//! results are deterministic for a given thread count.
+//! its weight gradient is accumulated. The (chain, tile) work units are cut
+//! into a fixed number of contiguous parts ([`PARTS`], independent of the
+//! thread count), each with its own accumulator; threads take whole parts, and
+//! the parts are summed in part order. So the loss and gradient are
+//! bit-identical for any thread count, and a target id means the same w* on
+//! any machine of the same build.
 
 use super::interface::{check_model_data, check_shapes, Backend, BackendInfo, Batch, Dataset};
 use crate::error::Result;
@@ -15,9 +18,13 @@ use crate::model::{LossKind, Precision};
 /// Rows per cache tile.
 pub const TILE: usize = 256;
 
-/// Below this many multiply-adds per call, one thread does all the work
+/// Below this many multiply-adds per call, one part holds all the work
 /// (spawning costs more than it saves).
 const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// Parts the work units of a call are cut into (at most; fewer when there
+/// are fewer units): the most threads one call can use.
+pub const PARTS: usize = 16;
 
 /// Builds the CPU backend in the requested precision.
 pub fn new_backend(spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize, precision: Precision, threads: usize) -> Result<Box<dyn Backend>> {
@@ -27,17 +34,21 @@ pub fn new_backend(spec: &MlpSpec, data: &Dataset, loss: LossKind, chains: usize
     })
 }
 
-/// The number of threads the CPU backend uses by default: `LH_THREADS`, else all cores.
-pub fn default_threads() -> usize {
-    std::env::var("LH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|t: &usize| *t >= 1)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// The number of threads the CPU backend uses by default: `LH_THREADS`, else
+/// all cores. An `LH_THREADS` that is not a whole number ≥ 1 is an error.
+pub fn default_threads() -> Result<usize> {
+    match std::env::var("LH_THREADS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(t) if t >= 1 => Ok(t),
+            _ => Err(crate::error::Error::invalid(format!("LH_THREADS={v:?}: must be a whole number ≥ 1"))),
+        },
+        Err(std::env::VarError::NotUnicode(v)) => Err(crate::error::Error::invalid(format!("LH_THREADS={v:?}: must be a whole number ≥ 1"))),
+        Err(std::env::VarError::NotPresent) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }
 
 /// Per-thread scratch space, allocated once per backend.
-struct Worker<T> {
+struct Scratch<T> {
     /// Pre-activations of every layer, TILE × fan_out each (the last is the prediction).
     z: Vec<Vec<T>>,
     /// Activations of the hidden layers, TILE × width each.
@@ -45,10 +56,16 @@ struct Worker<T> {
     /// δ for the current and the previous layer, TILE × max width.
     delta: Vec<T>,
     delta_prev: Vec<T>,
-    /// Gradient accumulators, C × D.
+}
+
+/// One part's accumulators, allocated once per backend.
+struct Part<T> {
+    /// Gradient accumulators, C × D (only the chains of the part's units are used).
     grad: Vec<T>,
     /// Sum of squared residuals per chain.
     sse: Vec<f64>,
+    /// The chains the part's units belong to in this call (first..=last).
+    chains: std::ops::RangeInclusive<usize>,
 }
 
 /// The model side shared by every thread of one evaluation.
@@ -75,7 +92,8 @@ pub struct CpuBackend<T> {
     /// Gathered minibatch rows.
     batch_x: Vec<T>,
     batch_y: Vec<T>,
-    workers: Vec<Worker<T>>,
+    scratch: Vec<Scratch<T>>,
+    parts: Vec<Part<T>>,
 }
 
 impl<T: Real> CpuBackend<T> {
@@ -86,16 +104,15 @@ impl<T: Real> CpuBackend<T> {
         let dim = spec.n_params();
         let max_w = spec.sizes().into_iter().max().unwrap_or(1);
         let threads = threads.max(1);
-        let workers = (0..threads)
-            .map(|_| Worker {
+        let scratch = (0..threads.min(PARTS))
+            .map(|_| Scratch {
                 z: layout.iter().map(|l| vec![T::ZERO; TILE * l.fan_out]).collect(),
                 h: layout[..layout.len() - 1].iter().map(|l| vec![T::ZERO; TILE * l.fan_out]).collect(),
                 delta: vec![T::ZERO; TILE * max_w],
                 delta_prev: vec![T::ZERO; TILE * max_w],
-                grad: vec![T::ZERO; chains * dim],
-                sse: vec![0.0; chains],
             })
             .collect();
+        let parts = (0..PARTS).map(|_| Part { grad: vec![T::ZERO; chains * dim], sse: vec![0.0; chains], chains: 0..=0 }).collect();
         Ok(Self {
             spec: spec.clone(),
             layout,
@@ -108,7 +125,8 @@ impl<T: Real> CpuBackend<T> {
             params: vec![T::ZERO; chains * dim],
             batch_x: Vec::new(),
             batch_y: Vec::new(),
-            workers,
+            scratch,
+            parts,
         })
     }
 }
@@ -156,50 +174,76 @@ impl<T: Real> Backend for CpuBackend<T> {
         let net = Net { act: self.spec.activation, layout: &self.layout, d_out, scale: T::from_f64(scale) };
         let want_grad = grads.is_some();
 
-        // Work units are (chain, tile) pairs, split into contiguous ranges per thread.
+        // Work units are (chain, tile) pairs, cut into contiguous parts whose
+        // number depends only on the sizes, never on the thread count.
         let n_tiles = rows.div_ceil(TILE);
         let units = c * n_tiles;
         let macs = rows * c * dim;
-        let parts = if macs < PARALLEL_MIN_MACS { 1 } else { self.threads.min(units) };
+        let n_parts = if macs < PARALLEL_MIN_MACS { 1 } else { PARTS.min(units) };
         let params = &self.params;
-        let run_part = |w: &mut Worker<T>, part: usize| {
-            w.sse[..c].iter_mut().for_each(|s| *s = 0.0);
-            if want_grad {
-                w.grad[..c * dim].iter_mut().for_each(|g| *g = T::ZERO);
+        let run_part = |s: &mut Scratch<T>, p: &mut Part<T>, part: usize| {
+            let (u0, u1) = (part * units / n_parts, (part + 1) * units / n_parts);
+            p.chains = u0 / n_tiles..=(u1 - 1) / n_tiles;
+            for ci in p.chains.clone() {
+                p.sse[ci] = 0.0;
+                if want_grad {
+                    p.grad[ci * dim..(ci + 1) * dim].iter_mut().for_each(|g| *g = T::ZERO);
+                }
             }
-            for u in (part * units / parts)..((part + 1) * units / parts) {
+            for u in u0..u1 {
                 let (chain, tile) = (u / n_tiles, u % n_tiles);
                 let r0 = tile * TILE;
                 let r1 = (r0 + TILE).min(rows);
                 let theta = &params[chain * dim..(chain + 1) * dim];
-                let g = if want_grad { Some(&mut w.grad[chain * dim..(chain + 1) * dim]) } else { None };
+                let g = if want_grad { Some(&mut p.grad[chain * dim..(chain + 1) * dim]) } else { None };
                 let sse =
-                    net.tile(&mut w.z, &mut w.h, &mut w.delta, &mut w.delta_prev, theta, &x[r0 * d_in..r1 * d_in], &y[r0 * d_out..r1 * d_out], r1 - r0, g);
-                w.sse[chain] += sse;
+                    net.tile(&mut s.z, &mut s.h, &mut s.delta, &mut s.delta_prev, theta, &x[r0 * d_in..r1 * d_in], &y[r0 * d_out..r1 * d_out], r1 - r0, g);
+                p.sse[chain] += sse;
             }
         };
-        let workers = &mut self.workers[..parts];
-        if parts == 1 {
-            run_part(&mut workers[0], 0);
+        let parts = &mut self.parts[..n_parts];
+        let threads = self.scratch.len().min(n_parts);
+        if threads == 1 {
+            for (i, p) in parts.iter_mut().enumerate() {
+                run_part(&mut self.scratch[0], p, i);
+            }
         } else {
-            std::thread::scope(|s| {
-                for (p, w) in workers.iter_mut().enumerate() {
+            // Thread t takes parts [t·P/T, (t+1)·P/T), with its own scratch.
+            std::thread::scope(|sc| {
+                let mut rest = &mut parts[..];
+                let mut first = 0;
+                for (t, s) in self.scratch[..threads].iter_mut().enumerate() {
+                    let take = (t + 1) * n_parts / threads - first;
+                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
+                    rest = tail;
                     let run_part = &run_part;
-                    s.spawn(move || run_part(w, p));
+                    let start = first;
+                    first += take;
+                    sc.spawn(move || {
+                        for (i, p) in mine.iter_mut().enumerate() {
+                            run_part(s, p, start + i);
+                        }
+                    });
                 }
             });
         }
 
+        // Sum the parts in part order.
         for (ci, l) in loss.iter_mut().enumerate() {
-            *l = loss_of_sse * workers.iter().map(|w| w.sse[ci]).sum::<f64>();
+            *l = loss_of_sse * parts.iter().filter(|p| p.chains.contains(&ci)).map(|p| p.sse[ci]).sum::<f64>();
         }
         if let Some(g) = grads.as_deref_mut() {
-            for (i, gi) in g.iter_mut().enumerate() {
-                let mut acc = T::ZERO;
-                for w in workers.iter() {
-                    acc += w.grad[i];
+            for ci in 0..c {
+                // The parts holding chain ci's units are consecutive.
+                let lo = parts.iter().position(|p| p.chains.contains(&ci)).expect("every chain has units");
+                let hi = parts.iter().rposition(|p| p.chains.contains(&ci)).expect("every chain has units");
+                for (i, gi) in g[ci * dim..(ci + 1) * dim].iter_mut().enumerate() {
+                    let mut acc = T::ZERO;
+                    for p in &parts[lo..=hi] {
+                        acc += p.grad[ci * dim + i];
+                    }
+                    *gi = acc.to_f64();
                 }
-                *gi = acc.to_f64();
             }
         }
         for (ci, l) in loss.iter().enumerate() {
@@ -528,8 +572,14 @@ mod tests {
         let (l2, g2) = eval(&mut b2, &pos, Batch::Full);
         let (l2b, g2b) = eval(&mut b2, &pos, Batch::Full);
         assert_eq!((&l2, &g2), (&l2b, &g2b), "not deterministic");
-        let (l1, g1) = eval(&mut CpuBackend::<f64>::new(&spec, &data, LossKind::Mse, chains, 1).unwrap(), &pos, Batch::Full);
-        assert!(rel_l2(&l1, &l2) < 1e-13 && rel_l2(&g1, &g2) < 1e-12);
+        // Any thread count gives the same bits (the parts, not the threads, fix the summation order).
+        for threads in [1, 3, 7, 32] {
+            let (l, g) = eval(&mut CpuBackend::<f64>::new(&spec, &data, LossKind::Mse, chains, threads).unwrap(), &pos, Batch::Full);
+            assert_eq!((&l, &g), (&l2, &g2), "{threads} threads");
+            let (l, g) = eval(&mut CpuBackend::<f32>::new(&spec, &data, LossKind::Mse, chains, threads).unwrap(), &pos, Batch::Full);
+            let (l32, g32) = eval(&mut CpuBackend::<f32>::new(&spec, &data, LossKind::Mse, chains, 2).unwrap(), &pos, Batch::Full);
+            assert_eq!((&l, &g), (&l32, &g32), "f32, {threads} threads");
+        }
         for c in 0..chains {
             let one = &pos[c * d..(c + 1) * d];
             let (l, g) = eval(&mut CpuBackend::<f64>::new(&spec, &data, LossKind::Mse, 1, 2).unwrap(), one, Batch::Full);

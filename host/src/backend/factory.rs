@@ -1,6 +1,6 @@
 //! `--backend auto|cpu|wgpu`: which backend evaluates a run, and building it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cpu;
 use super::interface::{Backend, Dataset};
@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{LossKind, MlpSpec, Precision};
 
 /// Which backend evaluates the model (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// wgpu on a hardware GPU adapter when there is one (never a software

@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, default_value_t = 7)]
     reps: usize,
     /// CPU threads (default: LH_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads::parse)]
     threads: Option<usize>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -49,9 +49,9 @@ pub fn exec(a: Args) -> Result<Exit> {
     if a.abi_overhead {
         let r = abi_overhead::abi_overhead(a.n.unwrap_or(1000), a.chains, 100_000)?;
         if a.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
-            println!(
+            outln!(
                 "D = {}, C = {}: direct {:.3} µs/call, through the ABI {:.3} µs/call (overhead {:.3} µs, including the localisation term)",
                 r.d,
                 r.chains,
@@ -63,7 +63,7 @@ pub fn exec(a: Args) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     let spec = config::model_preset(&a.preset)?;
-    let factory = BackendFactory::new(a.backend, a.threads.unwrap_or_else(default_threads))?;
+    let factory = BackendFactory::new(a.backend, a.threads.map_or_else(default_threads, Ok)?)?;
     let precisions = a.precision.map_or_else(|| factory.precisions(), |p| vec![p]);
     for note in precisions.iter().filter_map(|&p| factory.fallback_note(p)) {
         eprintln!("note: {note}");
@@ -79,17 +79,25 @@ pub fn exec(a: Args) -> Result<Exit> {
         vec![(a.chains, a.n.unwrap_or(default_n))]
     };
     if !a.json {
-        println!("{:<14} {:<8} {:>4} {:>7} {:>7} {:>5} {:>12} {:>16} {:>9}", "preset", "backend", "prec", "D", "n", "C", "s/eval", "chain-grads/s", "GFLOP/s");
+        outln!("{:<14} {:<8} {:>4} {:>7} {:>7} {:>5} {:>12} {:>16} {:>9}", "preset", "backend", "prec", "D", "n", "C", "s/eval", "chain-grads/s", "GFLOP/s");
     }
     for (c, n) in grid {
         for &p in &precisions {
             let r = bench::run(&a.preset, &spec, n, c, p, &factory, a.reps)?;
             if a.json {
-                println!("{}", serde_json::to_string(&r)?);
+                outln!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
+                outln!(
                     "{:<14} {:<8} {:>4} {:>7} {:>7} {:>5} {:>12.3e} {:>16.1} {:>9.1}",
-                    r.preset, r.backend, r.precision, r.d, r.n, r.chains, r.seconds, r.chain_grads_per_s, r.gflops
+                    r.preset,
+                    r.backend,
+                    r.precision,
+                    r.d,
+                    r.n,
+                    r.chains,
+                    r.seconds,
+                    r.chain_grads_per_s,
+                    r.gflops
                 );
             }
         }

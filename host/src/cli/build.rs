@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     experiment: Option<String>,
     /// CPU threads (default: LH_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads::parse)]
     threads: Option<usize>,
 }
 
@@ -29,7 +29,7 @@ pub struct Args {
 pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     let exp = config::load_experiment(&a.config)?;
     let name = a.experiment.unwrap_or_else(|| exp.config.name.clone());
-    let threads = a.threads.unwrap_or_else(default_threads);
+    let threads = a.threads.map_or_else(default_threads, Ok)?;
     let n = exp.targets.len();
     let mut bars = Bars::new();
     let mut failed = 0;
@@ -38,20 +38,15 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         let built = match target::build(store, cfg, &name, threads, &mut bars) {
             Ok(b) => b,
             Err(e) if n > 1 => {
-                println!("FAILED: {}: targets[{i}]: {e}", a.config.display());
+                outln!("FAILED: {}: targets[{i}]: {e}", a.config.display());
                 failed += 1;
                 continue;
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("{}: targets[{i}]", a.config.display()))),
         };
         let m = &built.meta;
-        let how = if built.trained {
-            let t = m.training.as_ref().map_or(0.0, |t| t.wall_s);
-            format!("built in {t:.1} s")
-        } else {
-            "already in the store".to_string()
-        };
-        println!("{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}", built.id, m.d, m.n, m.l0, m.beta, m.gamma, store.object_dir(&built.hash).display());
+        let how = if built.trained { format!("built in {:.1} s", built.seconds) } else { "already in the store".to_string() };
+        outln!("{}  D={} n={} L0={:.6e} β={:.5} γ={}  {how}  -> {}", built.id, m.d, m.n, m.l0, m.beta, m.gamma, store.object_dir(&built.hash).display());
     }
     if failed > 0 {
         eprintln!("error: {failed} of {n} targets failed to build");

@@ -38,7 +38,7 @@ pub fn exec(a: Args) -> Result<Exit> {
 }
 
 fn print_analysis(path: &Path, a: &Analysis) {
-    println!(
+    outln!(
         "λ̂ = {:.4} ± {:.4} (bootstrap ± {}, b = {})  ({} chains × {} draws after burn-in {})",
         a.llc.mean,
         a.llc.se,
@@ -48,23 +48,23 @@ fn print_analysis(path: &Path, a: &Analysis) {
         a.draws - a.burn_in,
         a.burn_in
     );
-    println!("  per chain: {}", a.llc.per_chain.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", "));
+    outln!("  per chain: {}", a.llc.per_chain.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", "));
     for (name, t) in &a.traces {
-        println!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, fmt_opt(t.rhat, 4), fmt_opt(t.ess_bulk, 1), fmt_opt(t.ess_tail, 1));
+        outln!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, fmt_opt(t.rhat, 4), fmt_opt(t.ess_bulk, 1), fmt_opt(t.ess_tail, 1));
     }
     if let Some(acc) = &a.acceptance {
-        println!("  acceptance rate: {:.4}", acc.mean);
+        outln!("  acceptance rate: {:.4}", acc.mean);
     }
     if let Some(d) = a.divergences {
-        println!("  divergences after burn-in: {d}");
+        outln!("  divergences after burn-in: {d}");
     }
     if let Some(e) = &a.energy_change {
-        println!("  energy change: mean {:.3e}, sd {:.3e}, max |ΔE| {:.3e}", e.mean, e.sd, e.max_abs);
+        outln!("  energy change: mean {:.3e}, sd {:.3e}, max |ΔE| {:.3e}", e.mean, e.sd, e.max_abs);
     }
     if let Some(e) = &a.elbo {
-        println!("  final ELBO: {:.4}", e.final_mean);
+        outln!("  final ELBO: {:.4}", e.final_mean);
     }
-    println!(
+    outln!(
         "  work: {:.1} gradient evaluations (FGE), {:.2} s; ESS/s {}; WNV {} (× grad evals), {} (× s)",
         a.work.grad_evals_fge,
         a.work.seconds,
@@ -73,9 +73,9 @@ fn print_analysis(path: &Path, a: &Analysis) {
         fmt_opt(a.wnv.seconds, 6)
     );
     for n in &a.notes {
-        println!("  note: {n}");
+        outln!("  note: {n}");
     }
-    println!("wrote {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+    outln!("wrote {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
 }
 
 /// Diagnoses every run; one that fails is reported and the rest go on (exit 1 when any failed).
@@ -87,7 +87,7 @@ pub fn exec_experiment(store: &Store, a: ExperimentArgs) -> Result<Exit> {
     for (i, dir) in dirs.iter().enumerate() {
         let name = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         match diagnose::diagnose(dir, a.mode) {
-            Ok((_, an)) => println!(
+            Ok((_, an)) => outln!(
                 "[{}/{n}] {name}: λ̂ = {:.4} ± {:.4}, R̂ {}, ESS {:.0}; {} figures",
                 i + 1,
                 an.llc.mean,
@@ -97,12 +97,12 @@ pub fn exec_experiment(store: &Store, a: ExperimentArgs) -> Result<Exit> {
                 an.plots.len()
             ),
             Err(e) => {
-                println!("[{}/{n}] FAILED: {name} - {e}", i + 1);
+                outln!("[{}/{n}] FAILED: {name} - {e}", i + 1);
                 failed.push(name);
             }
         }
     }
-    println!("diagnosed {} of {n} runs in experiment `{exp}`", n - failed.len());
+    outln!("diagnosed {} of {n} runs in experiment `{exp}`", n - failed.len());
     if !failed.is_empty() {
         eprintln!("error: {} of {n} runs could not be diagnosed: {}", failed.len(), failed.join(", "));
         return Ok(Exit::SomeFailed);

@@ -27,7 +27,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
 }
 
 fn print_report(r: &Report) {
-    println!(
+    outln!(
         "{}: student vs teacher MSE train {:.4e}, test {}; wrote {} in {}",
         r.target_id,
         r.mse_vs_teacher_train,
@@ -42,27 +42,27 @@ pub fn exec_experiment(store: &Store, a: ExperimentArgs) -> Result<Exit> {
     let exp = &a.experiment;
     let ids = figures::experiment_targets(store, exp)?;
     let n = ids.len();
-    println!("[diagnose-targets] Processing {n} targets in experiment '{exp}'");
+    outln!("[diagnose-targets] Processing {n} targets in experiment '{exp}'");
     let mut failed = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         match figures::diagnose(store, id) {
             Ok(r) => {
-                print!("[diagnose-targets] [{}/{n}] ", i + 1);
+                out!("[diagnose-targets] [{}/{n}] ", i + 1);
                 print_report(&r);
             }
             Err(e) => {
-                println!("[diagnose-targets] [{}/{n}] FAILED: {id} - {e}", i + 1);
+                outln!("[diagnose-targets] [{}/{n}] FAILED: {id} - {e}", i + 1);
                 failed.push(id.as_str());
             }
         }
     }
-    println!("[diagnose-targets] Completed: {} success, {} failed out of {n} targets", n - failed.len(), failed.len());
+    outln!("[diagnose-targets] Completed: {} success, {} failed out of {n} targets", n - failed.len(), failed.len());
     if failed.is_empty() {
         return Ok(Exit::Success);
     }
-    println!("Failed targets:");
+    outln!("Failed targets:");
     for id in failed {
-        println!("  • {id}");
+        outln!("  • {id}");
     }
     Ok(Exit::SomeFailed)
 }

@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn exec(store: &Store, a: Args) -> Result<Exit> {
-    let b = target::import(store, &a.npz, &a.experiment, default_threads())?;
-    println!("{}  imported  D={} n={} L0={:.6e}", b.id, b.meta.d, b.meta.n, b.meta.l0);
+    let b = target::import(store, &a.npz, &a.experiment, default_threads()?)?;
+    outln!("{}  imported  D={} n={} L0={:.6e}", b.id, b.meta.d, b.meta.n, b.meta.l0);
     Ok(Exit::Success)
 }

@@ -2,6 +2,9 @@
 //! `exec`. Parsed arguments flow in; the library does the work; every line
 //! printed and every progress bar drawn is drawn here.
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod build;
 mod compare;
@@ -13,10 +16,16 @@ mod format;
 mod import;
 mod monitor;
 mod plugins;
+mod pool_bar;
+mod promote;
 mod sample;
 mod signals;
+mod store;
 mod targets;
+mod threads;
 mod truth;
+mod workflow;
+mod workflow_task;
 
 use clap::{Parser, Subcommand};
 use lh_host::store::Store;
@@ -55,20 +64,43 @@ enum Command {
     Compare(compare::Args),
     /// List or inspect the targets in the store.
     Targets(targets::Args),
+    /// Store housekeeping: `store gc` removes what killed processes left behind.
+    Store(store::Args),
     /// Import a network trained elsewhere as a target (see README: "Importing a network").
     Import(import::Args),
     /// The analytic learning coefficient of a deep linear network (Aoyagi 2024).
     Truth(truth::Args),
+    /// Stage D: an experiment file's grid (targets × samplers × seeds) on a local pool or
+    /// SLURM (`workflow sample`), where it stands (`status`), its results (`collect`).
+    Workflow(workflow::Args),
+    /// Stage D: galleries of run figures (`promote gallery`) and single figures (`promote single`).
+    Promote(promote::Args),
     /// Throughput of the full-batch loss-and-gradient (chain-gradients/s, GFLOP/s).
     Bench(bench::Args),
     /// List the GPU adapters wgpu finds (name, API, device type, f64 support).
     Devices(devices::Args),
+    /// Internal: load one plugin library and exit (0: it loads, 2: a clean error), so
+    /// that a library that crashes while loading crashes this child, not the host.
+    #[command(name = "__probe-plugin", hide = true)]
+    ProbePlugin(plugins::ProbeArgs),
+    /// Internal: one SLURM array task of a workflow plan.
+    #[command(name = "__workflow-task", hide = true)]
+    WorkflowTask(workflow_task::Args),
 }
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
-    let store = Store::from_env();
-    match cli.command {
+    let command = match cli.command {
+        Command::ProbePlugin(a) => return plugins::exec_probe(a),
+        // Its store is the plan's.
+        Command::WorkflowTask(a) => return workflow_task::exec(a),
+        other => other,
+    };
+    let store = Store::from_env()?;
+    if let Ok(exe) = std::env::current_exe() {
+        lh_host::sample::probe::isolate(exe, store.cache_dir().join("plugin-probes"));
+    }
+    match command {
         Command::Build(a) => build::exec(&store, a),
         Command::Sample(a) => sample::exec_sample(&store, a),
         Command::Run(a) => sample::exec_run(&store, a),
@@ -79,9 +111,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::DiagnoseTargets(a) => diagnose_target::exec_experiment(&store, a),
         Command::Compare(a) => compare::exec(&store, a),
         Command::Targets(a) => targets::exec(&store, a),
+        Command::Store(a) => store::exec(&store, a),
         Command::Import(a) => import::exec(&store, a),
         Command::Truth(a) => truth::exec(&store, a),
         Command::Bench(a) => bench::exec(a),
         Command::Devices(a) => devices::exec(a),
+        Command::Workflow(a) => workflow::exec(&store, a),
+        Command::Promote(a) => promote::exec(a),
+        Command::ProbePlugin(_) | Command::WorkflowTask(_) => unreachable!("handled above"),
     }
 }

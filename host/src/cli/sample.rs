@@ -1,5 +1,6 @@
-//! `lh-host sample` and `lh-host run`: one job through
-//! [`run_job`], then its λ̂ ± SE, R̂ and ESS printed.
+//! `lh-host sample` and `lh-host run`: one job through [`run_job`] (one per
+//! layer for `--restrict each-layer`), then its λ̂ ± SE, R̂ and ESS printed,
+//! with each observable's λ̂_S.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,13 @@ use anyhow::{Context, Result};
 use lh_host::backend::cpu::default_threads;
 use lh_host::backend::BackendKind;
 use lh_host::config::{self, Overrides};
+use lh_host::diagnose::compare::sum_independent;
 use lh_host::diagnose::Mode;
+use lh_host::estimate::Estimate;
 use lh_host::model::Precision;
 use lh_host::sample::{Budget, Status, StopOutcome, StopRule, Until};
 use lh_host::store::Store;
-use lh_host::workflow::{run_job, Job, JobOutcome, JobTarget};
+use lh_host::workflow::{expand, run_job, Job, JobOutcome, JobTarget};
 
 use super::exit::Exit;
 use super::monitor::Bars;
@@ -46,7 +49,7 @@ pub struct JobArgs {
     #[arg(long)]
     experiment: Option<String>,
     /// CPU threads (default: LH_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads::parse)]
     threads: Option<usize>,
     /// Then run `diagnose` on the run directory (analysis.json and plots).
     #[arg(long)]
@@ -60,6 +63,28 @@ pub struct JobArgs {
     /// or wall time (time=30m); the run stops when it is spent.
     #[arg(long, value_name = "grads=N|time=DURATION")]
     budget: Option<Budget>,
+    /// Sample only these coordinates, the others fixed at θ*: layer:K, layer:J..K
+    /// (J to K inclusive), WK, bK (layers count from 1, as params.npz's W1, b1),
+    /// several joined by commas; a .npy mask of D bools; or each-layer (one run per layer).
+    #[arg(long, value_name = "SPEC")]
+    restrict: Option<String>,
+    /// Also record the loss on a subset of the data at every draw and report its
+    /// λ̂_S = nβ(E[L_S] − L_S(θ*)), repeatable: NAME=rows:A..B (training rows
+    /// A ≤ i < B), NAME=FILE.npy (training row indices) or NAME=test (the test set).
+    #[arg(long, value_name = "NAME=SPEC")]
+    observe: Vec<String>,
+    /// Seconds between two checkpoints of the run directory while it draws (a killed
+    /// run keeps the draws of its last checkpoint).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    checkpoint_every: f64,
+}
+
+/// A positive, finite number of seconds.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds > 0")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -98,9 +123,14 @@ impl JobArgs {
             backend: self.backend,
             precision: self.precision,
             experiment: self.experiment.unwrap_or_else(|| default_exp.to_string()),
-            threads: self.threads.unwrap_or_else(default_threads),
+            threads: self.threads.map_or_else(default_threads, Ok)?,
             diagnose: self.diagnose.then_some(Mode::Light),
             stop: StopRule { until: self.until, budget: self.budget },
+            checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_every),
+            tag: None,
+            key: None,
+            restrict: self.restrict.as_deref().map(str::parse).transpose()?,
+            observe: self.observe.iter().map(|s| s.parse()).collect::<lh_host::error::Result<_>>()?,
         })
     }
 }
@@ -126,32 +156,70 @@ pub fn exec_run(store: &Store, a: RunArgs) -> Result<Exit> {
     report(store, &job)
 }
 
-/// Runs the job with progress bars and prints what it found.
+/// λ̂ ± SE with nβ, L0 and the per-chain values, then R̂ and ESS of the
+/// `trace` it comes from (or the draw count).
+fn print_estimate(label: &str, trace: &str, e: &Estimate) {
+    outln!(
+        "{label} = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
+        e.mean,
+        e.se,
+        e.n_beta,
+        e.l0,
+        e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+    );
+    match e.rhat {
+        Some(r) => outln!("R̂({trace}) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
+        None => outln!("independent draws: {} in all", e.ess_bulk),
+    }
+}
+
+/// Runs the job (each layer's, for `--restrict each-layer`) with progress
+/// bars and prints what it found.
 fn report(store: &Store, job: &Job) -> Result<Exit> {
-    let JobOutcome { built, run, analysis, .. } = run_job(store, job, &mut Bars::new())?;
+    let jobs = expand(store, job)?;
+    let mut layers = Vec::new();
+    for job in &jobs {
+        let outcome = run_job(store, job, &mut Bars::new())?;
+        print_outcome(outcome, &mut layers);
+        if Exit::unless_interrupted(Exit::Success) != Exit::Success {
+            break;
+        }
+    }
+    if jobs.len() > 1 {
+        let (sum, se) = sum_independent(layers.iter().map(|(_, e)| (e.mean, e.se)));
+        outln!("per layer: {}", layers.iter().map(|(s, e)| format!("{s} {:.4} ± {:.4}", e.mean, e.se)).collect::<Vec<_>>().join(", "));
+        outln!("sum over layers = {sum:.4} ± {se:.4} (`lh-host compare --experiment {}` sets it beside the whole network's λ̂)", job.experiment);
+    }
+    Ok(Exit::unless_interrupted(Exit::Success))
+}
+
+/// Prints one run's outcome; a restricted run's (spec, λ̂) is pushed onto `restricted`.
+fn print_outcome(outcome: JobOutcome, restricted: &mut Vec<(String, Estimate)>) {
+    let JobOutcome { built, run, analysis, .. } = outcome;
     if let Some(b) = built {
-        println!("target {} (D = {}, n = {}, L0 = {:.6e}){}", b.id, b.meta.d, b.meta.n, b.meta.l0, if b.trained { ", built now" } else { ", from the store" });
+        outln!("target {} (D = {}, n = {}, L0 = {:.6e}){}", b.id, b.meta.d, b.meta.n, b.meta.l0, if b.trained { ", built now" } else { ", from the store" });
     }
     let m = &run.manifest;
+    if let Some(r) = &m.restriction {
+        outln!("restricted to `{}`: D′ = {} of {} coordinates move, the rest stay at θ*", r.spec, r.dim, r.full_dim);
+    }
     match &m.llc {
         Some(e) => {
-            println!(
-                "λ̂ = {:.4} ± {:.4}  (nβ = {:.4}, L0 = {:.6e}; per chain: {})",
-                e.mean,
-                e.se,
-                e.n_beta,
-                e.l0,
-                e.per_chain.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
-            );
-            match e.rhat {
-                Some(r) => println!("R̂(L_n) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
-                None => println!("independent draws: {} in all", e.ess_bulk),
+            print_estimate("λ̂", "L_n", e);
+            if let Some(r) = &m.restriction {
+                restricted.push((r.spec.clone(), e.clone()));
             }
         }
-        None => println!("no draws after burn-in: no estimate"),
+        None => outln!("no draws after burn-in: no estimate"),
     }
-    println!(
-        "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}",
+    for (name, o) in &m.observables {
+        match &o.llc {
+            Some(e) => print_estimate(&format!("λ̂[{name}] ({} rows)", o.rows), &format!("L_{name}"), e),
+            None => outln!("λ̂[{name}]: no draws after burn-in"),
+        }
+    }
+    outln!(
+        "{} {}: {} chains × {} draws (burn-in {}), {:.1} s, per chain {:.1} gradient and {} loss evaluations{}{}",
         m.plugin.name,
         m.plugin.version,
         m.chains,
@@ -160,6 +228,7 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
         m.seconds(),
         m.work.grad_evals_fge,
         m.work.loss_evals,
+        if m.work.observe_loss_evals > 0 { format!(", {} on observed subsets", m.work.observe_loss_evals) } else { String::new() },
         if m.status == Status::Complete { String::new() } else { " (INCOMPLETE: stopped early)".into() }
     );
     if let Some(s) = &m.stop {
@@ -170,7 +239,7 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
             Some(StopOutcome::DrawsExhausted) => "the plugin's draws ran out first",
             None => "interrupted",
         };
-        println!(
+        outln!(
             "stop rule {}{}: {how} (R̂ = {}, ESS bulk = {}, {} checks)",
             s.until.as_deref().unwrap_or(""),
             s.budget.as_deref().map(|b| format!(" within {b}")).unwrap_or_default(),
@@ -179,9 +248,8 @@ fn report(store: &Store, job: &Job) -> Result<Exit> {
             s.checks
         );
     }
-    println!("run: {}", run.dir.display());
+    outln!("run: {}", run.dir.display());
     if let Some((path, a)) = analysis {
-        println!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
+        outln!("diagnostics: {} and diagnostics/{}", path.display(), a.plots.join(", diagnostics/"));
     }
-    Ok(Exit::unless_interrupted(Exit::Success))
 }

@@ -42,6 +42,6 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         (None, Some(s), Some(r)) => (s, r),
         _ => bail!("give --target ID, or --sizes H0,…,HL with --rank R"),
     };
-    println!("{}", truth::dln_learning_coefficient(&sizes, rank)?);
+    outln!("{}", truth::dln_learning_coefficient(&sizes, rank)?);
     Ok(Exit::Success)
 }

@@ -10,7 +10,10 @@ use super::parse::parse_ron;
 use super::plugin_config::Overrides;
 use super::presets::load_preset;
 use super::sections::*;
+use super::workflow::WorkflowPatch;
 use crate::error::{Error, Result};
+use crate::memory;
+use crate::model::restrict::RestrictSpec;
 
 /// Overrides of a target's sections, written under `overrides:` in an experiment file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,7 +72,8 @@ pub struct QuadraticConfig {
 }
 
 /// What a target spec resolves to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetRecipe {
     /// A teacher–student MLP target: generate data, train to w*.
     Mlp(TargetConfig),
@@ -84,26 +88,38 @@ fn default_seed() -> u64 {
     42
 }
 
-/// One sampler of an experiment: a plugin name and its config overrides (RON
-/// values checked by the plugin itself when it runs).
+/// One sampler of an experiment: a plugin, its config overrides (RON values
+/// checked against the plugin's keys when the plan is made) and a tag that
+/// tells two entries of one plugin apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerSpec {
     /// Plugin name (`hmc`, `sgld`, …) or path to a plugin library.
-    pub name: String,
-    /// Sampling seed.
-    #[serde(default = "default_sampler_seed")]
-    pub seed: u64,
-    /// Plugin config overrides, key → RON value (checked against the plugin's keys when it runs).
+    pub plugin: String,
+    /// Plugin config overrides, key → RON value: the same form as `--config` and `--set`.
     #[serde(default)]
     pub overrides: Overrides,
+    /// A plain name (letters, digits, `_`, `.`, `+`, `-`) that tells this entry
+    /// apart from others of the same plugin (`rmsprop`); none by default.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Sample only these coordinates, the rest at θ* (as `--restrict`: `"layer:2"`,
+    /// `"W1,b1"`, `"each-layer"`, or a `.npy` mask, relative to the experiment file).
+    #[serde(default)]
+    pub restrict: Option<RestrictSpec>,
 }
 
-fn default_sampler_seed() -> u64 {
-    12345
+impl SamplerSpec {
+    /// The tag, or the plugin name when there is none: how tables name the entry.
+    pub fn label(&self) -> String {
+        match &self.tag {
+            Some(t) => t.clone(),
+            None => self.plugin.clone(),
+        }
+    }
 }
 
-/// An experiment file (`config/experiments/*.ron`): targets × samplers.
+/// An experiment file (`config/experiments/*.ron`): the grid targets × samplers × seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
@@ -118,15 +134,31 @@ pub struct ExperimentConfig {
     /// Number of chains per sampler run.
     #[serde(default = "default_chains")]
     pub chains: usize,
+    /// The sampling seeds: every sampler runs once per seed on every target.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
     /// The targets.
     pub targets: Vec<TargetSpec>,
     /// The samplers to run on every target.
     #[serde(default)]
     pub samplers: Vec<SamplerSpec>,
+    /// How `lh-host workflow sample` runs the grid (threads, SLURM resources); `--set` wins.
+    #[serde(default)]
+    pub workflow: WorkflowPatch,
 }
 
 fn default_chains() -> usize {
     4
+}
+
+/// The seed `sample` and `run` use by default.
+fn default_seeds() -> Vec<u64> {
+    vec![12345]
+}
+
+/// A tag or other name that becomes part of a file name.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c)) && !s.starts_with('.')
 }
 
 /// A fully resolved target: the canonical config that names it (see [`TargetConfig::id`]).
@@ -158,10 +190,34 @@ pub fn load_experiment(path: &Path) -> Result<Experiment> {
 
 /// Parses experiment text as if read from `path` (presets by path resolve relative to it).
 pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
-    let config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
+    let mut config: ExperimentConfig = parse_ron(text, &path.display().to_string())?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    crate::ensure!(!config.targets.is_empty(), "{}: `targets` is empty", path.display());
-    crate::ensure!(config.chains >= 1, "{}: `chains` must be ≥ 1", path.display());
+    for s in &mut config.samplers {
+        if let Some(RestrictSpec::Mask(mask)) = &mut s.restrict {
+            *mask = base_dir.join(&*mask);
+        }
+    }
+    let file = path.display();
+    crate::ensure!(!config.targets.is_empty(), "{file}: `targets` is empty");
+    crate::ensure!(config.chains >= 1, "{file}: `chains` must be ≥ 1");
+    crate::ensure!(!config.seeds.is_empty(), "{file}: `seeds` is empty");
+    if let Some((i, s)) = config.seeds.iter().enumerate().find(|(i, s)| config.seeds[..*i].contains(s)) {
+        return Err(Error::invalid(format!("{file}: seeds[{i}] = {s} is given twice")));
+    }
+    for (i, s) in config.samplers.iter_mut().enumerate() {
+        s.overrides.origin = format!("{file}: samplers[{i}].overrides");
+        if let Some(t) = &s.tag {
+            crate::ensure!(is_plain_name(t), "{file}: samplers[{i}].tag = {t:?} is not a plain name (letters, digits, `_`, `.`, `+`, `-`)");
+        }
+    }
+    for (i, s) in config.samplers.iter().enumerate() {
+        if let Some(j) = config.samplers[..i].iter().position(|o| o.plugin == s.plugin && o.tag == s.tag && o.restrict == s.restrict) {
+            return Err(Error::invalid(format!(
+                "{file}: samplers[{i}] has the plugin, tag and restriction of samplers[{j}]: give one of them a distinct `tag`"
+            )));
+        }
+    }
+    config.workflow.validate(&file.to_string())?;
     let targets = config
         .targets
         .iter()
@@ -188,6 +244,7 @@ pub fn resolve_target(spec: &TargetSpec, shared_training: &TrainingPatch, shared
                 p.apply(&mut posterior);
             }
             posterior.validate()?;
+            memory::check(&format!("quadratic.dim = {}", q.dim), 8.0 * 8.0 * q.dim as f64)?;
             return Ok(TargetRecipe::Quadratic(QuadraticConfig { dim: q.dim, n: q.n, posterior }));
         }
         (Some(m), Some(d), None) => (m, d),
@@ -225,6 +282,7 @@ impl TargetConfig {
     /// Checks every section.
     pub fn validate(&self) -> Result<()> {
         self.data.validate(self.model.in_dim)?;
+        self.check_memory()?;
         self.posterior.validate()?;
         let t = &self.training;
         crate::ensure!(t.lr > 0.0 && t.lr.is_finite(), "training.lr must be > 0, got {}", t.lr);
@@ -236,6 +294,9 @@ impl TargetConfig {
             TeacherConfig::StudentArch => {}
             TeacherConfig::Mlp { widths, dropout, .. } => {
                 crate::ensure!(widths.iter().all(|w| *w >= 1), "teacher.widths must all be ≥ 1");
+                let sizes: Vec<usize> = [self.model.in_dim].into_iter().chain(widths.iter().copied()).chain([self.model.out_dim]).collect();
+                let d = crate::model::param_count(&sizes, true).map_or(f64::INFINITY, |d| d as f64);
+                memory::check(&format!("teacher.widths = {widths:?} ({d} parameters)"), 8.0 * d)?;
                 crate::ensure!((0.0..1.0).contains(dropout), "teacher.dropout must be in [0, 1)");
             }
             TeacherConfig::DeepLinear { widths, rank } => {
@@ -244,5 +305,39 @@ impl TargetConfig {
             }
         }
         Ok(())
+    }
+
+    /// Refuses, by key, data or a model too large for this machine's memory:
+    /// building holds X and Y (train and test, several copies: generated,
+    /// trained on, written) and about six copies of θ (teacher, w*, Adam's
+    /// moments, gradient).
+    fn check_memory(&self) -> Result<()> {
+        let d = &self.data;
+        let m = &self.model;
+        let rows = d.n as f64 + d.n_test as f64;
+        let data_bytes = 8.0 * 3.0 * rows * (m.in_dim as f64 + 2.0 * m.out_dim as f64);
+        memory::check(&format!("data.n = {}, data.n_test = {} ({} → {} columns)", d.n, d.n_test, m.in_dim, m.out_dim), data_bytes)?;
+        let params = 8.0 * 6.0 * m.n_params() as f64;
+        memory::check(&format!("model.widths = {:?} ({} parameters)", m.widths, m.n_params()), params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: &str = r#"targets: [(quadratic: (dim: 3, n: 10))]"#;
+
+    #[test]
+    fn a_sampler_restriction_is_checked_and_its_mask_found_beside_the_file() {
+        let text = format!(
+            r#"(name: "e", {TARGETS}, samplers: [(plugin: "hmc", restrict: "layer:2", overrides: (draws: 2000)), (plugin: "hmc", restrict: "m.npy"), (plugin: "sgld")])"#
+        );
+        let e = parse_experiment(&text, Path::new("exps/e.ron")).unwrap();
+        let r: Vec<Option<String>> = e.config.samplers.iter().map(|s| s.restrict.as_ref().map(ToString::to_string)).collect();
+        assert_eq!(r, [Some("layer:2".to_string()), Some("exps/m.npy".to_string()), None]);
+        let bad = format!(r#"(name: "e", {TARGETS}, samplers: [(plugin: "hmc", restrict: "conv1")])"#);
+        let err = parse_experiment(&bad, Path::new("e.ron")).unwrap_err().to_string();
+        assert!(err.starts_with("e.ron:1:") && err.contains("restriction `conv1`: unknown part"), "{err}");
     }
 }

@@ -16,14 +16,16 @@ mod parse;
 mod plugin_config;
 mod presets;
 mod sections;
+mod workflow;
 
 pub use self::experiment::{
-    load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
+    is_plain_name, load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
     TargetOverrides, TargetRecipe, TargetSpec,
 };
 pub use self::parse::{parse_ron, read_ron};
-pub use self::plugin_config::{resolve_config, Overrides};
+pub use self::plugin_config::{resolve_config, Overrides, ResolvedConfig};
 pub use self::presets::{builtin_names, model_preset};
 pub use self::sections::{
     BetaMode, DataConfig, DataPatch, InputDist, ModelConfig, ModelPatch, Noise, PosteriorConfig, PosteriorPatch, TeacherConfig, TrainingConfig, TrainingPatch,
 };
+pub use self::workflow::{WorkflowConfig, WorkflowPatch, WORKFLOW_KEYS};

@@ -19,6 +19,8 @@ pub struct Overrides {
     /// Where they came from, for error messages (a file name, `--set k=v`, …).
     pub origin: String,
     pub fields: Vec<(String, Box<RawValue>)>,
+    /// The line of each key in the file they came from, when known.
+    pub lines: BTreeMap<String, usize>,
 }
 
 impl Overrides {
@@ -26,19 +28,34 @@ impl Overrides {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let origin = path.display().to_string();
-        Ok(Self { fields: parse_ron::<Self>(&text, &origin)?.fields, origin })
+        let fields = parse_ron::<Self>(&text, &origin)?.fields;
+        let lines = fields
+            .iter()
+            .filter_map(|(k, _)| {
+                let at = text.lines().position(|l| {
+                    l.trim_start().trim_start_matches('(').trim_start().strip_prefix(k.as_str()).is_some_and(|r| r.trim_start().starts_with(':'))
+                })?;
+                Some((k.clone(), at + 1))
+            })
+            .collect();
+        Ok(Self { fields, origin, lines })
     }
 
     /// One `--set key=value` (the value is RON).
     pub fn from_set(set: &str) -> Result<Self> {
         let (k, v) = set.split_once('=').ok_or_else(|| Error::invalid(format!("--set {set}: expected key=value")))?;
         let raw: Box<RawValue> = parse_ron(v, &format!("--set {k}"))?;
-        Ok(Self { origin: format!("--set {set}"), fields: vec![(k.trim().to_string(), raw)] })
+        Ok(Self { origin: format!("--set {set}"), fields: vec![(k.trim().to_string(), raw)], lines: BTreeMap::new() })
     }
 
     /// The overrides of a `--config` file (if any) and then of each `--set`, in that order.
     pub fn from_cli(file: Option<&Path>, sets: &[String]) -> Result<Vec<Self>> {
         file.map(Self::from_file).into_iter().chain(sets.iter().map(|s| Self::from_set(s))).collect()
+    }
+
+    /// Where the value of `key` came from: `file:line`, or the origin.
+    fn origin_of(&self, key: &str) -> String {
+        self.lines.get(key).map_or_else(|| self.origin.clone(), |l| format!("{}:{l}", self.origin))
     }
 
     /// The same overrides, attributed to `origin`.
@@ -61,7 +78,7 @@ impl<'de> Deserialize<'de> for Overrides {
                 while let Some(entry) = m.next_entry::<String, Box<RawValue>>()? {
                     fields.push(entry);
                 }
-                Ok(Overrides { origin: String::new(), fields })
+                Ok(Overrides { origin: String::new(), fields, lines: BTreeMap::new() })
             }
             fn visit_unit<E>(self) -> std::result::Result<Overrides, E> {
                 Ok(Overrides::default())
@@ -82,6 +99,33 @@ impl Serialize for Overrides {
     }
 }
 
+/// A plugin's resolved config: the RON text passed to it, and where each
+/// key's value came from, so that an error the plugin reports at a position
+/// in that text can name the key and its origin instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedConfig {
+    /// Pretty RON struct syntax, one `key: value,` per line, keys sorted.
+    pub text: String,
+    /// Per key, in text order: its line in `text`, its value, and where it came from.
+    keys: Vec<(usize, String, String, String)>,
+}
+
+impl ResolvedConfig {
+    /// `message` with a `config L:C: ` position (what lh-plugin-api's
+    /// `parse_config` reports) replaced by the key on line L, its value and its
+    /// origin (`--set k=v`, `file:line`, or the plugin's default).
+    pub fn explain(&self, message: &str) -> String {
+        let Some(at) = message.find("config ") else { return message.to_string() };
+        let rest = &message[at + "config ".len()..];
+        let Some((pos, tail)) = rest.split_once(": ") else { return message.to_string() };
+        let Some(line) = pos.split(':').next().and_then(|l| l.parse::<usize>().ok()) else { return message.to_string() };
+        match self.keys.iter().find(|(at, ..)| *at == line) {
+            Some((_, key, value, origin)) => format!("{}`{key}: {value}` (from {origin}): {tail}", &message[..at]),
+            None => message.to_string(),
+        }
+    }
+}
+
 /// Merges a plugin's default RON config with layers of overrides, later
 /// layers winning. Every key must exist in the defaults; the result is
 /// pretty RON struct syntax, keys sorted, one `key: value,` per line:
@@ -95,19 +139,31 @@ impl Serialize for Overrides {
 ///
 /// Each value is its RON text as written, comments removed and line breaks
 /// folded into spaces, so it always fits on its line.
-pub fn resolve_config(defaults: &str, plugin: &str, layers: &[Overrides]) -> Result<String> {
-    let mut cfg: BTreeMap<String, String> =
-        parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?.fields.into_iter().map(|(k, v)| (k, one_line(v.get_ron()))).collect();
+pub fn resolve_config(defaults: &str, plugin: &str, layers: &[Overrides]) -> Result<ResolvedConfig> {
+    let default_origin = format!("plugin `{plugin}`'s default");
+    let mut cfg: BTreeMap<String, (String, String)> = parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?
+        .fields
+        .into_iter()
+        .map(|(k, v)| (k, (one_line(v.get_ron()), default_origin.clone())))
+        .collect();
     let known: Vec<String> = cfg.keys().cloned().collect();
     for layer in layers {
         for (k, v) in &layer.fields {
             let slot = cfg
                 .get_mut(k)
                 .ok_or_else(|| Error::invalid(format!("{}: unknown key `{k}` for plugin `{plugin}` (keys: {})", layer.origin, known.join(", "))))?;
-            *slot = one_line(v.get_ron());
+            *slot = (one_line(v.get_ron()), layer.origin_of(k));
         }
     }
-    Ok(format!("(\n{})", cfg.iter().map(|(k, v)| format!("    {k}: {v},\n")).collect::<String>()))
+    // Line 1 is `(`; key i (in sorted order) is on line i + 2.
+    let mut text = String::from("(\n");
+    let mut keys = Vec::new();
+    for (i, (k, (v, origin))) in cfg.iter().enumerate() {
+        text.push_str(&format!("    {k}: {v},\n"));
+        keys.push((i + 2, k.clone(), v.clone(), origin.clone()));
+    }
+    text.push(')');
+    Ok(ResolvedConfig { text, keys })
 }
 
 /// RON value text on one line: `//` and (nested) `/* */` comments removed,
@@ -205,7 +261,7 @@ mod tests {
     #[test]
     fn config_merging_and_unknown_keys() {
         let d = "(steps: 100, step_size: 0.1, precond: none)";
-        let r = resolve_config(d, "x", &Overrides::from_cli(None, &["steps=5".into(), "precond=adam".into()]).unwrap()).unwrap();
+        let r = resolve_config(d, "x", &Overrides::from_cli(None, &["steps=5".into(), "precond=adam".into()]).unwrap()).unwrap().text;
         assert!(r.contains("steps: 5") && r.contains("precond: adam") && r.contains("step_size: 0.1"), "{r}");
         #[derive(serde::Deserialize)]
         #[allow(dead_code)]
@@ -226,13 +282,20 @@ mod tests {
         let e = resolve_config(d, "x", &[Overrides::from_set("stepz=5").unwrap()]).unwrap_err().to_string();
         assert!(e.contains("unknown key `stepz` for plugin `x`"), "{e}");
         assert!(Overrides::from_set("steps").is_err());
+        // A plugin's error at a position in the text names the key and where its value came from.
+        let r = resolve_config(d, "x", &[Overrides::from_set("steps=many").unwrap()]).unwrap();
+        let line = r.text.lines().position(|l| l.contains("steps:")).unwrap() + 1;
+        let e = r.explain(&format!("plugin `x`: config {line}:12: invalid type: expected usize"));
+        assert_eq!(e, "plugin `x`: `steps: many` (from --set steps=many): invalid type: expected usize");
+        let p = parse_ron::<C>(&r.text.replace("many", "5"), "t").unwrap();
+        assert_eq!(p.steps, 5);
     }
 
     #[test]
     fn values_fold_onto_one_line_without_comments() {
         let d = "(a: [1, // one\n 2], b: \"x // not a comment\", c: 3 /* gone /* nested */ */, d: r#\"raw \" // kept\"#, e: 'q', f: Some(4) // trailing\n)";
         let r = resolve_config(d, "x", &[]).unwrap();
-        let lines: Vec<&str> = r.lines().collect();
+        let lines: Vec<&str> = r.text.lines().collect();
         assert_eq!(lines[0], "(");
         assert_eq!(lines[1], "    a: [1, 2],");
         assert_eq!(lines[2], "    b: \"x // not a comment\",");
@@ -242,6 +305,6 @@ mod tests {
         assert_eq!(lines[6], "    f: Some(4),");
         assert_eq!(lines[7], ")");
         let merged = resolve_config(d, "x", &[Overrides::from_set("c=7 /* why */").unwrap()]).unwrap();
-        assert!(merged.contains("    c: 7,\n"), "{merged}");
+        assert!(merged.text.contains("    c: 7,\n"), "{}", merged.text);
     }
 }

@@ -48,9 +48,11 @@ macro_rules! section {
     };
 }
 
+pub(super) use section;
+
 /// A patch field that is present in the file is `Some(value)`, even when the
 /// value itself is an `Option` written as `None`.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -61,8 +63,8 @@ section! {
         in_dim: usize = 32,
         /// Output dimension d_out.
         out_dim: usize = 1,
-        /// Number of hidden layers (used when `widths` is not given).
-        depth: usize = 3,
+        /// Number of hidden layers (3 when not given); with `widths`, it must equal their count.
+        depth: Option<usize> = None,
         /// Explicit hidden widths; overrides `depth`, `target_params` and `hidden`.
         widths: Option<Vec<usize>> = None,
         /// Hidden activation.
@@ -223,44 +225,55 @@ impl ModelConfig {
     pub fn resolve(&self) -> Result<MlpSpec> {
         crate::ensure!(self.in_dim >= 1, "model.in_dim must be ≥ 1");
         crate::ensure!(self.out_dim >= 1, "model.out_dim must be ≥ 1");
+        let depth = self.depth.unwrap_or(3);
         let widths = match (&self.widths, self.target_params) {
-            (Some(w), _) => w.clone(),
-            (None, Some(tp)) => infer_widths(self.in_dim, self.out_dim, self.depth, self.bias, tp)?,
-            (None, None) => vec![self.hidden; self.depth],
+            (Some(w), _) => {
+                crate::ensure!(
+                    self.depth.is_none_or(|d| d == w.len()),
+                    "model.depth = {depth} contradicts model.widths {w:?} ({} hidden layers): give one, or make them agree",
+                    w.len()
+                );
+                w.clone()
+            }
+            (None, Some(tp)) => infer_widths(self.in_dim, self.out_dim, depth, self.bias, tp)?,
+            (None, None) => vec![self.hidden; depth],
         };
-        crate::ensure!(widths.iter().all(|w| *w >= 1), "model.widths must all be ≥ 1, got {widths:?}");
-        Ok(MlpSpec { in_dim: self.in_dim, widths, out_dim: self.out_dim, activation: self.activation, bias: self.bias })
+        let spec = MlpSpec { in_dim: self.in_dim, widths, out_dim: self.out_dim, activation: self.activation, bias: self.bias };
+        spec.validate()?;
+        Ok(spec)
     }
 }
 
 impl DataConfig {
-    /// Checks sizes and distribution parameters.
+    /// Checks sizes and distribution parameters (every one finite). Sizes are
+    /// checked against memory when the target is built.
     pub fn validate(&self, in_dim: usize) -> Result<()> {
         crate::ensure!(self.n >= 1, "data.n must be ≥ 1, got {}", self.n);
+        let fin = |v: f64| v.is_finite();
         match &self.input {
             InputDist::GaussIso => {}
             InputDist::GaussAniso { cov_decay, spectrum } => {
-                crate::ensure!(*cov_decay > 0.0, "data.input.cov_decay must be > 0");
+                crate::ensure!(fin(*cov_decay) && *cov_decay > 0.0, "data.input.cov_decay must be finite and > 0, got {cov_decay}");
                 if let Some(s) = spectrum {
                     crate::ensure!(s.len() == in_dim, "data.input.spectrum has {} entries but model.in_dim is {in_dim}", s.len());
-                    crate::ensure!(s.iter().all(|v| *v >= 0.0), "data.input.spectrum entries must be ≥ 0");
+                    crate::ensure!(s.iter().all(|v| fin(*v) && *v >= 0.0), "data.input.spectrum entries must be finite and ≥ 0");
                 }
             }
             InputDist::Mixture { k, spread } => {
-                crate::ensure!(*k >= 1 && *spread >= 0.0, "data.input mixture needs k ≥ 1 and spread ≥ 0");
+                crate::ensure!(*k >= 1 && fin(*spread) && *spread >= 0.0, "data.input mixture needs k ≥ 1 and a finite spread ≥ 0");
             }
             InputDist::LowdimManifold { latent_dim } => {
                 crate::ensure!(*latent_dim >= 1, "data.input.latent_dim must be ≥ 1")
             }
-            InputDist::HeavyTail { df } => crate::ensure!(*df > 0.0, "data.input.df must be > 0"),
+            InputDist::HeavyTail { df } => crate::ensure!(fin(*df) && *df > 0.0, "data.input.df must be finite and > 0, got {df}"),
         }
         let (scale, ok) = match &self.noise {
             Noise::Gauss { scale } => (*scale, true),
-            Noise::Hetero { scale, hetero_scale } => (*scale, *hetero_scale >= 0.0),
-            Noise::StudentT { scale, df } => (*scale, *df > 0.0),
-            Noise::Outliers { scale, frac, outlier_scale } => (*scale, (0.0..=1.0).contains(frac) && *outlier_scale >= 0.0),
+            Noise::Hetero { scale, hetero_scale } => (*scale, fin(*hetero_scale) && *hetero_scale >= 0.0),
+            Noise::StudentT { scale, df } => (*scale, fin(*df) && *df > 0.0),
+            Noise::Outliers { scale, frac, outlier_scale } => (*scale, (0.0..=1.0).contains(frac) && fin(*outlier_scale) && *outlier_scale >= 0.0),
         };
-        crate::ensure!(scale >= 0.0 && ok, "data.noise has an out-of-range parameter: {:?}", self.noise);
+        crate::ensure!(fin(scale) && scale >= 0.0 && ok, "data.noise has an out-of-range or non-finite parameter: {:?}", self.noise);
         Ok(())
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::run::Run;
 use crate::estimate::mcmc::{self, mean};
 use crate::estimate::{self, Estimate};
-use crate::sample::Status;
+use crate::sample::observe::trace_name;
+use crate::sample::{RestrictionInfo, Status};
 use crate::store::record::Record;
 
 /// How much `diagnose` draws.
@@ -123,8 +124,14 @@ pub struct Analysis {
     pub draws: usize,
     pub burn_in: usize,
     pub independent_draws: bool,
+    /// The coordinates sampled, when not all of θ: λ̂ is then that of the restricted posterior.
+    #[serde(default)]
+    pub restriction: Option<RestrictionInfo>,
     /// λ̂ per chain and pooled, SE (MCSE; sd(chain λ̂)/√C for independent draws), R̂ and ESS of the draws.
     pub llc: Estimate,
+    /// λ̂_S of each observed data subset (`--observe`), from its `loss_<name>` trace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observables: BTreeMap<String, Estimate>,
     pub llc_bootstrap: Bootstrap,
     /// `loss` and every recorded statistic, after burn-in.
     pub traces: BTreeMap<String, TraceSummary>,
@@ -181,6 +188,14 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
     let draws = run.llc_draws();
     let t = llc.draws_used;
     let mut notes = Vec::new();
+    if let Some(r) = &m.restriction {
+        notes.push(format!("restricted to `{}`: λ̂ is that of the D′ = {} free coordinates (of {}), the others fixed at θ*", r.spec, r.dim, r.full_dim));
+    }
+    let observables = m
+        .observables
+        .iter()
+        .filter_map(|(name, o)| run.stats.get(&trace_name(name)).map(|x| (name.clone(), estimate::llc(x, m.burn_in, run.n_beta(), o.l0, independent))))
+        .collect();
     let (block_len, boot_se) = if independent {
         (t, mcmc::chain_bootstrap_se(&draws, BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED))
     } else {
@@ -251,7 +266,9 @@ pub fn analyse(run: &Run, mode: Mode) -> Analysis {
         draws: run.draws(),
         burn_in: m.burn_in,
         independent_draws: independent,
+        restriction: m.restriction.clone(),
         llc,
+        observables,
         llc_bootstrap,
         traces,
         acceptance,

@@ -28,16 +28,36 @@ impl Run {
         let tpath = dir.join(TRACES);
         let mut traces = Npz::open(&tpath)?;
         let (shape, flat) = traces.f64("loss")?;
-        let loss = rows(&shape, flat, "loss", &tpath)?;
+        let mut loss = rows(&shape, flat, "loss", &tpath)?;
+        if loss.len() != manifest.chains {
+            return Err(Error::bad_file(&tpath, format!("`loss` has {} chains but the run's manifest says {}", loss.len(), manifest.chains)));
+        }
+        // A checkpoint writes the traces before the manifest, so traces may
+        // run ahead of it; the manifest's draw count is the one committed.
         let draws = loss.first().map_or(0, Vec::len);
-        if loss.len() != manifest.chains || draws <= manifest.burn_in {
-            return Err(Error::bad_file(&tpath, format!("{} chains × {draws} draws: nothing after the burn-in of {}", loss.len(), manifest.burn_in)));
+        if draws < manifest.draws {
+            return Err(Error::bad_file(&tpath, format!("`loss` has {draws} draws but the run's manifest says {}", manifest.draws)));
+        }
+        loss.iter_mut().for_each(|c| c.truncate(manifest.draws));
+        if manifest.draws <= manifest.burn_in {
+            return Err(Error::bad_file(
+                &tpath,
+                format!("{} chains × {} draws: nothing after the burn-in of {}", loss.len(), manifest.draws, manifest.burn_in),
+            ));
+        }
+        if let Some((c, t, v)) = loss.iter().enumerate().find_map(|(c, row)| row.iter().position(|v| !v.is_finite()).map(|t| (c, t, row[t]))) {
+            return Err(Error::bad_file(&tpath, format!("`loss` holds {v} at chain {c}, draw {t}: λ̂ cannot be estimated from non-finite L_n")));
         }
         let mut stats = BTreeMap::new();
         for name in traces.names() {
             if name != "loss" && name != "llc" {
                 let (shape, flat) = traces.f64(&name)?;
-                stats.insert(name.clone(), rows(&shape, flat, &name, &tpath)?);
+                let mut r = rows(&shape, flat, &name, &tpath)?;
+                if r.len() != manifest.chains || r.iter().any(|c| c.len() < manifest.draws) {
+                    return Err(Error::bad_file(&tpath, format!("`{name}` has shape {shape:?}, expected ({}, {})", manifest.chains, manifest.draws)));
+                }
+                r.iter_mut().for_each(|c| c.truncate(manifest.draws));
+                stats.insert(name.clone(), r);
             }
         }
         Ok(Self { dir: dir.to_path_buf(), manifest, loss, stats })

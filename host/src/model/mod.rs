@@ -1,12 +1,14 @@
 //! The model, a leaf every stage uses: the MLP shape, its flat parameter
 //! layout, width inference and initialisation, and (in [`scalar`]) the
-//! activation, precision, loss kind and the `Real` scalar. Nothing flows in
+//! activation, precision, loss kind and the `Real` scalar, and (in
+//! [`restrict`]) which parts of θ a restricted run moves. Nothing flows in
 //! from other modules; specs and layouts flow out.
 //!
 //! θ is laid out layer by layer: W_l row-major with shape [out, in], then b_l
 //! (when the model has biases). Hidden layers apply the activation; the output
 //! layer does not.
 
+pub mod restrict;
 pub mod scalar;
 
 use rand_distr::{Distribution, Uniform};
@@ -68,9 +70,24 @@ impl MlpSpec {
             .collect()
     }
 
-    /// Number of parameters D.
+    /// Number of parameters D (of a spec [`MlpSpec::validate`] accepted).
     pub fn n_params(&self) -> usize {
-        param_count(&self.sizes(), self.bias)
+        param_count(&self.sizes(), self.bias).expect("MlpSpec::validate checks that D fits in usize")
+    }
+
+    /// Checks that every size is ≥ 1 and that D (and each layer's fan_in·fan_out)
+    /// fits in usize, so that [`MlpSpec::n_params`] and the layout cannot overflow.
+    pub fn validate(&self) -> Result<()> {
+        crate::ensure!(self.in_dim >= 1 && self.out_dim >= 1, "model.in_dim and model.out_dim must be ≥ 1");
+        crate::ensure!(self.widths.iter().all(|w| *w >= 1), "model.widths must all be ≥ 1, got {:?}", self.widths);
+        crate::ensure!(
+            param_count(&self.sizes(), self.bias).is_some(),
+            "model: a {}→{:?}→{} network has more parameters than a usize counts",
+            self.in_dim,
+            self.widths,
+            self.out_dim
+        );
+        Ok(())
     }
 
     /// Equinox-style initialisation: W and b ~ U(−1/√fan_in, 1/√fan_in).
@@ -119,9 +136,10 @@ impl MlpSpec {
     }
 }
 
-/// Parameter count of an MLP with the given layer sizes.
-pub fn param_count(sizes: &[usize], bias: bool) -> usize {
-    sizes.windows(2).map(|w| w[0] * w[1] + if bias { w[1] } else { 0 }).sum()
+/// Parameter count of an MLP with the given layer sizes; `None` when it
+/// overflows usize (checked at every step).
+pub fn param_count(sizes: &[usize], bias: bool) -> Option<usize> {
+    sizes.windows(2).try_fold(0usize, |acc, w| w[0].checked_mul(w[1])?.checked_add(if bias { w[1] } else { 0 })?.checked_add(acc))
 }
 
 /// Hidden widths for `depth` layers whose parameter count is closest to
@@ -136,7 +154,7 @@ pub fn infer_widths(in_dim: usize, out_dim: usize, depth: usize, bias: bool, tar
         let mut s = vec![in_dim];
         s.extend_from_slice(w);
         s.push(out_dim);
-        param_count(&s, bias)
+        param_count(&s, bias).unwrap_or(usize::MAX)
     };
     // The count grows monotonically with h: walk until it passes the target.
     let mut h = 1;
@@ -186,7 +204,7 @@ mod tests {
             let mut s = vec![8];
             s.extend(&w);
             s.push(1);
-            let d = param_count(&s, true) as f64;
+            let d = param_count(&s, true).unwrap() as f64;
             assert!((d - tp as f64).abs() <= 0.05 * tp as f64, "{tp} → {d}");
         }
         assert!(infer_widths(100, 1, 1, true, 50).is_err());

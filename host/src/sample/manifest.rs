@@ -1,12 +1,15 @@
-//! A run's `manifest.json`: what ran (plugin, config, seed, backend), how it
-//! ended, the work the host counted, and λ̂.
+//! A run's `manifest.json`: what ran (plugin, config, seed, backend, the
+//! restriction), how it ended, the work the host counted, λ̂ and each
+//! observable's λ̂_S.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::observe::Observable;
 use super::plugins::PluginInfo;
 use super::posterior::Work;
+use super::restrict::RestrictionInfo;
 use super::stopping::StopReport;
 use crate::backend::BackendInfo;
 use crate::estimate::Estimate;
@@ -40,6 +43,13 @@ pub struct Manifest {
     pub config: String,
     pub seed: u64,
     pub chains: usize,
+    /// The workflow's label of the run (an experiment file's sampler `tag`).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The workflow's key of the run: the hash of what makes it (target, plugin,
+    /// resolved config, seed, chains, tag, precision), by which a rerun finds it done.
+    #[serde(default)]
+    pub job_key: Option<String>,
     pub backend: BackendInfo,
     /// The precision the target was trained in (the run's is in `backend`).
     pub target_precision: Precision,
@@ -62,6 +72,12 @@ pub struct Manifest {
     /// L_n(θ*) in f64, from the target.
     pub target_l0: f64,
     pub llc: Option<Estimate>,
+    /// The coordinates sampled, when not all of θ (`--restrict`); λ̂ is then that of the restricted posterior.
+    #[serde(default)]
+    pub restriction: Option<RestrictionInfo>,
+    /// λ̂_S of each data subset recorded (`--observe`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observables: BTreeMap<String, Observable>,
     pub tuned: BTreeMap<String, f64>,
     pub notes: String,
     /// `--until` / `--budget` and how the run ended by them (absent without either).

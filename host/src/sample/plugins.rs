@@ -129,9 +129,12 @@ fn first_line(s: &str) -> String {
     line.chars().take(300).collect()
 }
 
-/// Loads the plugin library at `path` and constructs its sampler.
+/// Loads the plugin library at `path` and constructs its sampler (after a
+/// probe in a child process, once [`super::probe::isolate`] was called).
 pub fn load(path: &Path) -> Result<LoadedPlugin> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let sha256 = sha256_hex(&bytes);
+    super::probe::check(path, &sha256)?;
     let header = lib_header_from_path(path).map_err(|e| summarize(path, &e))?;
     let api_version = header.version_strings().version.to_string();
     lh_plugin_api::check_api_version(SamplerModRef::VERSION_STRINGS.version.as_str(), &api_version).map_err(|m| plugin_error(path, m))?;
@@ -143,7 +146,7 @@ pub fn load(path: &Path) -> Result<LoadedPlugin> {
         version: d.version.to_string(),
         api_version,
         path: path.to_path_buf(),
-        sha256: sha256_hex(&bytes),
+        sha256,
         help: d.help.to_string(),
         default_config: d.default_config.to_string(),
     };

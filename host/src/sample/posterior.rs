@@ -2,17 +2,18 @@
 //! log π(θ) = −nβ·L_n(θ) − (γ/2)‖θ − θ*‖². Implements the plugin-api
 //! [`Model`] and counts the work done through it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use lh_plugin_api::{Model, RSlice, RSliceMut, SResult, SamplerError};
 use serde::{Deserialize, Serialize};
 
+use super::positions::PositionLog;
 use crate::backend::{Backend, Batch};
 use crate::error::{Error, Result};
 
 /// Work done through the model, counted by the host.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Work {
     /// Gradient evaluations per chain in full-batch equivalents: the total
     /// over all chains divided by C (a minibatch of b rows counts b/n, a
@@ -29,21 +30,25 @@ pub struct Work {
     pub minibatch_grad_calls: u64,
     /// Evaluations that returned a non-finite value (counted as divergences).
     pub non_finite: u64,
+    /// Loss evaluations on the `--observe` subsets: one per subset per
+    /// recorded draw, all chains at once (forward passes only; not in
+    /// `grad_evals_fge`).
+    #[serde(default)]
+    pub observe_loss_evals: u64,
 }
 
-/// Gradient evaluations per chain so far, readable while the plugin runs
-/// (budgets are checked against it from the trace sink).
-#[derive(Debug, Clone, Default)]
-pub struct GradMeter(Arc<AtomicU64>);
-
-impl GradMeter {
-    /// Gradient evaluations per chain in full-batch equivalents.
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+/// Checks a call's buffers for K chains of D coordinates: `positions` values,
+/// and each output's length (`got`) against what it must be (`want`).
+pub(super) fn check_buffers(k: usize, d: usize, positions: usize, want: &[usize], got: &[usize]) -> std::result::Result<(), SamplerError> {
+    if positions != k * d {
+        return Err(SamplerError::fatal(format!("positions has {positions} values, expected {k}·D = {k}·{d}")));
     }
-    fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Relaxed);
+    for (&w, &g) in want.iter().zip(got) {
+        if g != w {
+            return Err(SamplerError::fatal(format!("an output buffer has {g} values, expected {w}")));
+        }
     }
+    Ok(())
 }
 
 /// The posterior of one run.
@@ -53,8 +58,10 @@ pub struct Posterior {
     beta: f64,
     gamma: f64,
     l0: f64,
-    pub work: Work,
-    meter: GradMeter,
+    /// The work counters, shared with the recorder (which checkpoints them and checks budgets against them).
+    pub work: Rc<RefCell<Work>>,
+    /// Notes every evaluation, when draws are to be located (`--observe`).
+    log: Option<Rc<RefCell<PositionLog>>>,
     /// Scratch for a subset call: which chains it named (C flags, allocated once).
     named: Vec<bool>,
 }
@@ -82,7 +89,22 @@ impl Posterior {
         crate::ensure!(center.len() == d, "θ* has {} values, the model D = {d}", center.len());
         let mut loss = [0.0];
         backend.loss_grad(&center, Batch::Full, &mut loss, None)?;
-        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Work::default(), meter: GradMeter::default(), named: vec![false; c] })
+        Ok(Self { backend, center, beta, gamma, l0: loss[0], work: Rc::default(), log: None, named: vec![false; c] })
+    }
+
+    /// Notes every later evaluation (positions and losses) in `log`.
+    pub fn track(&mut self, log: Rc<RefCell<PositionLog>>) {
+        self.log = Some(log);
+    }
+
+    /// Notes an evaluation of the chains `ids` (all chains when `None`).
+    fn note(&self, ids: Option<&[u32]>, positions: &[f64], loss: &[f64]) {
+        if let Some(log) = &self.log {
+            match ids {
+                None => log.borrow_mut().seen(positions, loss),
+                Some(ids) => log.borrow_mut().seen_chains(ids, positions, loss),
+            }
+        }
     }
 
     /// nβ.
@@ -95,28 +117,8 @@ impl Posterior {
         self.backend.info()
     }
 
-    /// A live view of the gradient evaluations per chain.
-    pub fn meter(&self) -> GradMeter {
-        self.meter.clone()
-    }
-
     fn count_grads(&mut self, per_chain: f64) {
-        self.work.grad_evals_fge += per_chain;
-        self.meter.set(self.work.grad_evals_fge);
-    }
-
-    /// Checks a call's buffer sizes for K chains: positions K·D, then each output's expected length.
-    fn check(&self, k: usize, positions: usize, outs: &[(usize, usize)]) -> std::result::Result<(), SamplerError> {
-        let d = self.backend.dim();
-        if positions != k * d {
-            return Err(SamplerError::fatal(format!("positions has {positions} values, expected {k}·D = {k}·{d}")));
-        }
-        for &(got, want) in outs {
-            if got != want {
-                return Err(SamplerError::fatal(format!("an output buffer has {got} values, expected {want}")));
-            }
-        }
-        Ok(())
+        self.work.borrow_mut().grad_evals_fge += per_chain;
     }
 
     /// Turns the L_n gradient in `grads` into ∇log π in place; returns log π per chain into `logp`.
@@ -149,7 +151,7 @@ impl Posterior {
         let r = match r {
             Ok(()) if (0..loss.len()).all(finite) => Ok(()),
             Ok(()) | Err(Error::Numerical(_)) => {
-                self.work.non_finite += 1;
+                self.work.borrow_mut().non_finite += 1;
                 let chains: Vec<u32> = (0..loss.len()).filter(|&k| !finite(k)).map(|k| ids.map_or(k as u32, |ids| ids[k])).collect();
                 let list = chains.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
                 Err(SamplerError::non_finite(chains, format!("non-finite log-density, loss or gradient for chain(s) {list}")))
@@ -191,13 +193,14 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(c, positions.len(), &[(grads.len(), c * d), (logp.len(), c), (loss.len(), c)]) {
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c * d, c, c], &[grads.len(), logp.len(), loss.len()]) {
             return Err(e).into();
         }
-        self.work.full_grad_calls += 1;
+        self.work.borrow_mut().full_grad_calls += 1;
         self.count_grads(1.0);
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
+        self.note(None, &positions, &loss);
         self.outcome(r, None, &loss, Some(&logp), Some(&grads))
     }
 
@@ -211,14 +214,15 @@ impl Model for Posterior {
     ) -> SResult<()> {
         let (c, d, k) = (self.backend.chains(), self.backend.dim(), chains.len());
         let checked =
-            check_subset(&chains, &mut self.named).and_then(|()| self.check(k, positions.len(), &[(grads.len(), k * d), (logp.len(), k), (loss.len(), k)]));
+            check_subset(&chains, &mut self.named).and_then(|()| check_buffers(k, d, positions.len(), &[k * d, k, k], &[grads.len(), logp.len(), loss.len()]));
         if let Err(e) = checked {
             return Err(e).into();
         }
-        self.work.subset_grad_calls += 1;
+        self.work.borrow_mut().subset_grad_calls += 1;
         self.count_grads(k as f64 / c as f64);
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, Some(&mut logp));
+        self.note(Some(&chains), &positions, &loss);
         self.outcome(r, Some(&chains), &loss, Some(&logp), Some(&grads))
     }
 
@@ -230,23 +234,25 @@ impl Model for Posterior {
         mut loss: RSliceMut<'_, f64>,
     ) -> SResult<()> {
         let (c, d) = (self.backend.chains(), self.backend.dim());
-        if let Err(e) = self.check(c, positions.len(), &[(grads.len(), c * d), (loss.len(), c)]) {
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c * d, c], &[grads.len(), loss.len()]) {
             return Err(e).into();
         }
-        self.work.minibatch_grad_calls += 1;
+        self.work.borrow_mut().minibatch_grad_calls += 1;
         self.count_grads(rows.len() as f64 / self.backend.n_data() as f64);
         let r = self.backend.loss_grad(&positions, Batch::Rows(&rows), &mut loss, Some(&mut grads));
         self.to_log_density(&positions, &mut grads, &loss, None);
+        self.note(None, &positions, &loss);
         self.outcome(r, None, &loss, None, Some(&grads))
     }
 
     fn loss(&mut self, positions: RSlice<'_, f64>, mut loss: RSliceMut<'_, f64>) -> SResult<()> {
-        let c = self.backend.chains();
-        if let Err(e) = self.check(c, positions.len(), &[(loss.len(), c)]) {
+        let (c, d) = (self.backend.chains(), self.backend.dim());
+        if let Err(e) = check_buffers(c, d, positions.len(), &[c], &[loss.len()]) {
             return Err(e).into();
         }
-        self.work.loss_evals += 1;
+        self.work.borrow_mut().loss_evals += 1;
         let r = self.backend.loss_grad(&positions, Batch::Full, &mut loss, None);
+        self.note(None, &positions, &loss);
         self.outcome(r, None, &loss, None, None)
     }
 }
@@ -274,7 +280,7 @@ mod tests {
         assert_eq!(l, [0.5, 2.0]);
         assert_eq!(lp, [-53.0 * 0.5, -53.0 * 2.0]);
         assert_eq!(g, [-53.0, 0.0, 0.0, -106.0]);
-        assert_eq!(p.work.full_grad_calls, 1);
+        assert_eq!(p.work.borrow().full_grad_calls, 1);
         let bad = p.loss(RSlice::from_slice(&pos[..2]), RSliceMut::from_mut_slice(&mut l)).unwrap_err();
         assert!(bad.message.contains("positions has 2 values"));
     }
@@ -299,23 +305,23 @@ mod tests {
     fn subset_evaluations_count_and_report_their_chains() {
         let center = vec![0.0, 0.0];
         let mut p = Posterior::new(Box::new(QuadraticBackend::new(center.clone(), 100, 4)), center, 0.5, 3.0).unwrap();
-        let meter = p.meter();
+        let work = p.work.clone();
         let (r, lp, g) = subset(&mut p, &[3, 1], &[1.0, 0.0, 0.0, 2.0]);
         r.unwrap();
         assert_eq!(lp, [-53.0 * 0.5, -53.0 * 2.0]);
         assert_eq!(g, [-53.0, 0.0, 0.0, -106.0]);
-        assert_eq!(p.work.grad_evals_fge, 0.5);
-        assert_eq!(meter.get(), 0.5);
-        assert_eq!(p.work.subset_grad_calls, 1);
+        assert_eq!(p.work.borrow().grad_evals_fge, 0.5);
+        assert_eq!(work.borrow().grad_evals_fge, 0.5, "a shared view");
+        assert_eq!(p.work.borrow().subset_grad_calls, 1);
         let (r, ..) = subset(&mut p, &[2, 0], &[f64::NAN, 0.0, 1.0, 1.0]);
         let e = r.unwrap_err();
         assert!(e.is_recoverable());
         assert_eq!(e.chains.as_slice(), &[2]);
         assert!(e.message.contains("chain(s) 2"), "{}", e.message);
-        assert_eq!(p.work.non_finite, 1);
+        assert_eq!(p.work.borrow().non_finite, 1);
         assert!(subset(&mut p, &[1, 1], &[0.0; 4]).0.unwrap_err().message.contains("listed twice"));
         assert!(subset(&mut p, &[4], &[0.0; 2]).0.unwrap_err().message.contains("out of range"));
         assert!(subset(&mut p, &[0], &[0.0; 4]).0.unwrap_err().message.contains("positions has 4 values"));
-        assert_eq!(p.work.grad_evals_fge, 1.0, "refused calls count nothing");
+        assert_eq!(p.work.borrow().grad_evals_fge, 1.0, "refused calls count nothing");
     }
 }

@@ -9,14 +9,15 @@
 //! is then `complete` when the criterion is met or the budget is spent, and
 //! the manifest's `stop` says which, with R̂ and ESS.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::posterior::GradMeter;
+use super::posterior::Work;
 use crate::error::{Error, Result};
 use crate::estimate::mcmc;
 
@@ -152,7 +153,8 @@ pub struct StopReport {
 /// Applies a [`StopRule`] to a run in progress.
 pub struct Stopper {
     rule: StopRule,
-    meter: GradMeter,
+    /// The posterior's work counters (budgets of gradients are checked against them).
+    work: Rc<RefCell<Work>>,
     start: Instant,
     /// Kept draws per chain at which the next convergence check runs.
     next_check: usize,
@@ -161,9 +163,9 @@ pub struct Stopper {
 }
 
 impl Stopper {
-    /// Starts the clock; `meter` reads the gradient evaluations the posterior counts.
-    pub fn new(rule: StopRule, meter: GradMeter) -> Self {
-        Self { rule, meter, start: Instant::now(), next_check: FIRST_CHECK, checks: 0, outcome: Cell::new(None) }
+    /// Starts the clock; `work` holds the gradient evaluations the posterior counts.
+    pub fn new(rule: StopRule, work: Rc<RefCell<Work>>) -> Self {
+        Self { rule, work, start: Instant::now(), next_check: FIRST_CHECK, checks: 0, outcome: Cell::new(None) }
     }
 
     /// Whether the rule has a convergence criterion (which needs Markov draws).
@@ -174,7 +176,7 @@ impl Stopper {
     /// The fraction of the budget spent (0 without one).
     pub fn budget_spent(&self) -> f64 {
         match self.rule.budget {
-            Some(Budget::Grads(n)) => self.meter.get() / n,
+            Some(Budget::Grads(n)) => self.work.borrow().grad_evals_fge / n,
             Some(Budget::Time(d)) => self.start.elapsed().as_secs_f64() / d.as_secs_f64(),
             None => 0.0,
         }
@@ -270,7 +272,7 @@ mod tests {
     fn convergence_and_budget_stop_a_run() {
         let mut r = lh_plugin_api::ChainRng::seed_from_u64(1);
         let rule = StopRule { until: Some("rhat=1.05,ess=100".parse().unwrap()), budget: None };
-        let mut s = Stopper::new(rule, GradMeter::default());
+        let mut s = Stopper::new(rule, Rc::default());
         let mut loss: Vec<Vec<f64>> = Vec::new();
         for t in 0..150 {
             loss.push((0..4).map(|_| r.standard_normal()).collect());
@@ -281,13 +283,13 @@ mod tests {
         assert_eq!(s.report(true, Some(1.0), Some(500.0)).outcome, Some(Outcome::Converged));
 
         // A spent budget stops the run whatever the criterion says.
-        let s = Stopper::new(StopRule { until: None, budget: Some(Budget::Time(Duration::from_nanos(1))) }, GradMeter::default());
+        let s = Stopper::new(StopRule { until: None, budget: Some(Budget::Time(Duration::from_nanos(1))) }, Rc::default());
         std::thread::sleep(Duration::from_millis(1));
         assert!(s.should_stop());
         assert_eq!(s.outcome(), Some(Outcome::BudgetExhausted));
 
         // Chains stuck at different levels never converge.
-        let mut never = Stopper::new(StopRule { until: Some("rhat=1.01".parse().unwrap()), budget: None }, GradMeter::default());
+        let mut never = Stopper::new(StopRule { until: Some("rhat=1.01".parse().unwrap()), budget: None }, Rc::default());
         let stuck: Vec<Vec<f64>> = (0..300).map(|t| (0..4).map(|c| c as f64 + 0.01 * ((t * 7 + c) % 5) as f64).collect()).collect();
         never.after_draw(&stuck, 0);
         assert!(!never.should_stop());

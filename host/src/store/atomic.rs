@@ -1,6 +1,6 @@
 //! Atomic file writes (a temporary file in the same folder, synced, renamed
-//! into place: a reader sees the old file or the new one, never half), and
-//! JSON reads that name the file.
+//! into place: a reader sees the old file or the new one, never half) of
+//! bytes, JSON and CSV, and JSON reads that name the file.
 
 use std::path::Path;
 
@@ -25,6 +25,18 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut s = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
     s.push('\n');
     write_atomic(path, s.as_bytes())
+}
+
+/// Writes `rows` as CSV, a header first (from the field names; empty cells
+/// for `None`), atomically.
+pub fn write_csv_atomic<T: Serialize>(rows: &[T], path: &Path) -> Result<()> {
+    let fail = |e: String| Error::invalid(format!("{}: {e}", path.display()));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| fail(e.to_string()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| fail(e.to_string()))?;
+    write_atomic(path, &bytes)
 }
 
 /// Reads a JSON file into `T`.

@@ -1,12 +1,18 @@
 //! Every artifact path rule, in one place:
 //!
 //! ```text
-//! $LH_HOME/store/objects/sha256/<hash>/{payload/…, meta.json}     immutable objects
+//! $LH_HOME/store/objects/sha256/<hash>/{payload/…, meta.json, provenance.json}   immutable objects
 //! $LH_HOME/store/tmp/                                              objects being assembled
+//! $LH_HOME/store/locks/<name>.lock                                 who builds what (store::lock)
 //! $LH_HOME/experiments/<exp>/targets/<target_id> -> ../../../store/objects/sha256/<hash>
 //! $LH_HOME/experiments/<exp>/runs/<run id>/{manifest.json, traces.npz, analysis.json, diagnostics/*.png}
-//! $LH_HOME/experiments/<exp>/{compare.csv, compare.png}
+//! $LH_HOME/experiments/<exp>/{compare.csv, compare.png, llc_runs.csv}
+//! $LH_HOME/experiments/<exp>/workflow/plan.json                    the latest workflow plan
+//! $LH_HOME/experiments/<exp>/workflow/outcomes/<key>.json          how each planned task ended
+//! $LH_HOME/experiments/<exp>/workflow/slurm/<submission>/          plan, job scripts, logs, job ids
+//! $LH_HOME/experiments/<exp>/gallery/{index.html, gallery.md, img/}  the promoted gallery
 //! $LH_HOME/target-diagnostics/<target_id>/*.png
+//! $LH_HOME/cache/plugin-probes/<sha256>.json                       whether loading a plugin file crashes
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,8 +30,16 @@ pub const RUN_FIGURES: &str = "diagnostics";
 /// An experiment's comparison table and figure.
 pub const COMPARE_CSV: &str = "compare.csv";
 pub const COMPARE_PNG: &str = "compare.png";
-/// An object's metadata.
+/// An experiment's table of workflow runs.
+pub const LLC_RUNS_CSV: &str = "llc_runs.csv";
+/// A gallery's page.
+pub const GALLERY_HTML: &str = "index.html";
+/// A gallery's Markdown snippet.
+pub const GALLERY_SNIPPET: &str = "gallery.md";
+/// An object's metadata (covered by the object hash).
 pub const OBJECT_META: &str = "meta.json";
+/// When and by what an object was made (outside the hash).
+pub const OBJECT_PROVENANCE: &str = "provenance.json";
 
 /// The artifact root (`$LH_HOME`, default `./artifacts`) and its paths.
 #[derive(Debug, Clone)]
@@ -34,9 +48,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store at `$LH_HOME`, or `./artifacts`.
-    pub fn from_env() -> Self {
-        Self { home: std::env::var_os("LH_HOME").map_or_else(|| PathBuf::from("artifacts"), PathBuf::from) }
+    /// The store at `$LH_HOME`, or `./artifacts`; an empty `LH_HOME` is an error.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var_os("LH_HOME") {
+            Some(h) if h.is_empty() => Err(Error::invalid("LH_HOME is set but empty: unset it (the store is then ./artifacts) or name a folder")),
+            Some(h) => Ok(Self { home: PathBuf::from(h) }),
+            None => Ok(Self { home: PathBuf::from("artifacts") }),
+        }
     }
 
     /// Where every object lives.
@@ -47,6 +65,16 @@ impl Store {
     /// Where objects are assembled before they are renamed into place.
     pub fn tmp_dir(&self) -> PathBuf {
         self.home.join("store/tmp")
+    }
+
+    /// Where lock files are (see [`super::lock`]).
+    pub fn locks_dir(&self) -> PathBuf {
+        self.home.join("store/locks")
+    }
+
+    /// The lock taken while target `id` is built, so that it is built once.
+    pub fn target_lock_path(&self, id: &str) -> PathBuf {
+        self.locks_dir().join(format!("{id}.lock"))
     }
 
     /// The folder of object `hash`.
@@ -108,10 +136,52 @@ impl Store {
         Ok(self.experiment_dir(exp)?.join("runs"))
     }
 
+    /// The workflow files of experiment `exp` (plan, outcomes, SLURM submissions).
+    pub fn workflow_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.experiment_dir(exp)?.join("workflow"))
+    }
+
+    /// The latest workflow plan of experiment `exp`.
+    pub fn plan_path(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("plan.json"))
+    }
+
+    /// How the planned task with `key` (a run key or a target id) last ended.
+    pub fn outcome_path(&self, exp: &str, key: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("outcomes").join(format!("{key}.json")))
+    }
+
+    /// The folder of SLURM submissions of experiment `exp`.
+    pub fn slurm_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.workflow_dir(exp)?.join("slurm"))
+    }
+
+    /// The lock a workflow holds while it runs experiment `exp`.
+    pub fn experiment_lock_path(&self, exp: &str) -> Result<PathBuf> {
+        check_experiment_name(exp)?;
+        Ok(self.locks_dir().join(format!("experiment-{exp}.lock")))
+    }
+
+    /// Where `workflow sample --promote` writes experiment `exp`'s gallery.
+    pub fn gallery_dir(&self, exp: &str) -> Result<PathBuf> {
+        Ok(self.experiment_dir(exp)?.join("gallery"))
+    }
+
+    /// Caches that can be deleted at any time (e.g. `plugin-probes/`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache")
+    }
+
     /// The figures of target `id` (outside the immutable object).
     pub fn target_figures_dir(&self, id: &str) -> PathBuf {
         self.home.join("target-diagnostics").join(id)
     }
+}
+
+/// The name prefix of a temporary file or folder made by this process
+/// (`obj-<pid>-`), so that `store gc` can tell a dead process's leftovers.
+pub fn tmp_prefix(kind: &str) -> String {
+    format!("{kind}-{}-", std::process::id())
 }
 
 /// An experiment name must be a plain folder name: no separators, not `.` or `..`.

@@ -52,6 +52,55 @@ fn write_str<W: std::io::Write + Seek>(w: &mut npyz::npz::NpzWriter<W>, name: &s
     a.finish()
 }
 
+/// What a numeric array held before it was read as f64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    Float,
+}
+
+/// A numeric array read as f64, with its shape and what it held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbers {
+    pub shape: Vec<usize>,
+    pub kind: Kind,
+    pub values: Vec<f64>,
+}
+
+/// Reads one numeric array (float, integer or bool dtype); `what` names it in errors.
+fn decode<R: Read>(f: npyz::NpyFile<R>, what: &str, path: &Path) -> Result<Numbers> {
+    let shape: Vec<usize> = f.shape().iter().map(|s| *s as usize).collect();
+    let bad = |e: std::io::Error| Error::bad_file(path, format!("{what}: {e}"));
+    let fortran = f.order() == npyz::Order::Fortran;
+    let dtype = f.dtype();
+    let npyz::DType::Plain(ts) = &dtype else {
+        return Err(Error::bad_file(path, format!("{what} has a structured dtype; expected numbers")));
+    };
+    let (kind, values): (Kind, Vec<f64>) = match (ts.type_char(), ts.size_field()) {
+        (npyz::TypeChar::Float, 8) => (Kind::Float, f.into_vec::<f64>().map_err(bad)?),
+        (npyz::TypeChar::Float, 4) => (Kind::Float, f.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect()),
+        (npyz::TypeChar::Int, 8) => (Kind::Int, f.into_vec::<i64>().map_err(bad)?.into_iter().map(|v| v as f64).collect()),
+        (npyz::TypeChar::Int, 4) => (Kind::Int, f.into_vec::<i32>().map_err(bad)?.into_iter().map(f64::from).collect()),
+        (npyz::TypeChar::Uint, 8) => (Kind::Int, f.into_vec::<u64>().map_err(bad)?.into_iter().map(|v| v as f64).collect()),
+        (npyz::TypeChar::Bool, 1) => (Kind::Bool, f.into_vec::<bool>().map_err(bad)?.into_iter().map(|v| f64::from(u8::from(v))).collect()),
+        _ => return Err(Error::bad_file(path, format!("{what} has dtype {ts}; expected float, integer or bool"))),
+    };
+    let values = if fortran { fortran_to_c(&shape, &values) } else { values };
+    Ok(Numbers { shape, kind, values })
+}
+
+/// Reads the numeric array of a `.npy` file (as `numpy.save` writes it).
+pub fn read_npy(path: &Path) -> Result<Numbers> {
+    npy_from_bytes(&std::fs::read(path).map_err(|e| Error::io(path, e))?, path)
+}
+
+/// [`read_npy`] of a file already in memory (`path` is for messages).
+pub fn npy_from_bytes(bytes: &[u8], path: &Path) -> Result<Numbers> {
+    let f = npyz::NpyFile::new(bytes).map_err(|e| Error::bad_file(path, format!("not a readable .npy file ({e})")))?;
+    decode(f, "the array", path)
+}
+
 /// A read npz archive, with the path it came from for error messages.
 pub struct Npz {
     archive: npyz::npz::NpzArchive<Cursor<Vec<u8>>>,
@@ -93,25 +142,20 @@ impl Npz {
         }
     }
 
-    /// A numeric array as f64 (from any float or integer dtype), with its shape.
+    /// A numeric array as f64 (from any float, integer or bool dtype), with its shape.
     pub fn f64(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
         let path = self.path.clone();
         let f = self.file(name)?;
-        let shape: Vec<usize> = f.shape().iter().map(|s| *s as usize).collect();
-        let bad = |e: std::io::Error| Error::bad_file(&path, format!("array `{name}`: {e}"));
-        let dtype = f.dtype();
-        let npyz::DType::Plain(ts) = &dtype else {
-            return Err(Error::bad_file(&path, format!("array `{name}` has a structured dtype; expected numbers")));
-        };
-        let data: Vec<f64> = match (ts.type_char(), ts.size_field()) {
-            (npyz::TypeChar::Float, 8) => f.into_vec::<f64>().map_err(bad)?,
-            (npyz::TypeChar::Float, 4) => f.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect(),
-            (npyz::TypeChar::Int, 8) => f.into_vec::<i64>().map_err(bad)?.into_iter().map(|v| v as f64).collect(),
-            (npyz::TypeChar::Int, 4) => f.into_vec::<i32>().map_err(bad)?.into_iter().map(f64::from).collect(),
-            (npyz::TypeChar::Uint, 8) => f.into_vec::<u64>().map_err(bad)?.into_iter().map(|v| v as f64).collect(),
-            (npyz::TypeChar::Bool, 1) => f.into_vec::<bool>().map_err(bad)?.into_iter().map(|v| f64::from(u8::from(v))).collect(),
-            _ => return Err(Error::bad_file(&path, format!("array `{name}` has dtype {ts}; expected float or integer"))),
-        };
+        decode(f, &format!("array `{name}`"), &path).map(|n| (n.shape, n.values))
+    }
+
+    /// [`Npz::f64`], refusing NaN and ±inf with the array's name and the first bad index.
+    pub fn finite_f64(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let (shape, data) = self.f64(name)?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            let at: Vec<usize> = unravel(i, &shape);
+            return Err(Error::bad_file(&self.path, format!("array `{name}` holds {} at index {at:?}: every value must be finite", data[i])));
+        }
         Ok((shape, data))
     }
 
@@ -144,6 +188,27 @@ impl Npz {
     }
 }
 
+/// The C-order (row-major) index of flat position `i` in an array of `shape`.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut at = vec![0; shape.len()];
+    for (a, &n) in at.iter_mut().zip(shape).rev() {
+        *a = i % n.max(1);
+        i /= n.max(1);
+    }
+    at
+}
+
+/// Reorders the values of a Fortran-ordered (column-major) array of `shape`
+/// into C order (row-major), as numpy would lay out `np.ascontiguousarray`.
+fn fortran_to_c(shape: &[usize], data: &[f64]) -> Vec<f64> {
+    // Column-major strides: the first axis varies fastest.
+    let mut strides = vec![1; shape.len()];
+    for k in 1..shape.len() {
+        strides[k] = strides[k - 1] * shape[k - 1];
+    }
+    (0..data.len()).map(|i| data[unravel(i, shape).iter().zip(&strides).map(|(a, s)| a * s).sum::<usize>()]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +236,20 @@ mod tests {
         assert!(Npz::from_bytes(cut, Path::new("cut.npz")).is_err());
         let err = Npz::from_bytes(b"hello".to_vec(), Path::new("x.txt")).err().unwrap().to_string();
         assert!(err.starts_with("x.txt: not a readable .npz"), "{err}");
+    }
+
+    #[test]
+    fn npy_files_read_with_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        let mut bytes = Vec::new();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(&mut bytes).begin_nd().unwrap();
+        w.extend([true, false, true]).unwrap();
+        w.finish().unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(read_npy(&path).unwrap(), Numbers { shape: vec![3], kind: Kind::Bool, values: vec![1.0, 0.0, 1.0] });
+        std::fs::write(&path, b"not npy").unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(err.contains("m.npy: not a readable .npy file"), "{err}");
     }
 }

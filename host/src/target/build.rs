@@ -9,6 +9,8 @@
 //!   (out,) for k = 1…L, plus `teacher_theta` for built targets;
 //! - `training.csv`: step, train_loss, test_loss (built targets).
 
+use std::time::Instant;
+
 use super::load::find;
 use super::meta::{TargetMeta, TargetSource, TrainingSummary};
 use crate::backend::Dataset;
@@ -16,8 +18,11 @@ use crate::config::{QuadraticConfig, TargetConfig, TargetRecipe};
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Precision};
 use crate::progress::{Monitor, Progress};
+use crate::store::layout::check_experiment_name;
+use crate::store::lock::FileLock;
 use crate::store::npz::{self, Array};
-use crate::store::Store;
+use crate::store::provenance::Provenance;
+use crate::store::{ObjectProvenance, Store};
 
 /// `params.npz`: w* flat plus one array per layer.
 pub(super) fn params_npz(spec: &MlpSpec, w_star: &[f64], teacher: Option<&[f64]>) -> Result<Vec<u8>> {
@@ -52,27 +57,46 @@ pub(super) fn data_npz(train: &Dataset, test: &Dataset, teacher: Option<(&[f64],
     npz::to_bytes(&arrays)
 }
 
-/// Outcome of [`build`].
+/// Outcome of [`build`] (and [`super::import`]).
 pub struct Built {
     pub id: String,
     pub hash: String,
     /// False when an existing, verified object was reused.
     pub trained: bool,
     pub meta: TargetMeta,
+    /// Seconds this build took (0 when the object was reused).
+    pub seconds: f64,
 }
 
-/// Builds (or reuses) one target and links it into experiment `exp`.
-/// Training progress goes to `monitor`.
+/// Commits a target object built since `start`; its provenance records when,
+/// by what and how long.
+pub(super) fn commit(store: &Store, id: String, payload: &[(&str, Vec<u8>)], meta: TargetMeta, trained: bool, start: Instant) -> Result<Built> {
+    let seconds = start.elapsed().as_secs_f64();
+    let hash = store.commit(payload, meta.clone(), &ObjectProvenance { made: Provenance::now(), seconds })?;
+    Ok(Built { id, hash, trained, meta, seconds })
+}
+
+/// Builds (or reuses) one target and links it into experiment `exp`, under
+/// the target's lock so that racing builders train it once. Training
+/// progress goes to `monitor`.
 pub fn build(store: &Store, recipe: &TargetRecipe, exp: &str, threads: usize, monitor: &mut dyn Monitor) -> Result<Built> {
-    let source = match recipe {
-        TargetRecipe::Mlp(c) => TargetSource::Built(c.clone()),
-        TargetRecipe::Quadratic(q) => TargetSource::Quadratic(q.clone()),
-    };
+    let source = TargetSource::from(recipe);
     let id = source.id();
-    if let Some(hash) = find(store, &id)? {
+    check_experiment_name(exp)?;
+    store.gc()?;
+    let reuse = |hash: String| -> Result<Built> {
         let meta = store.load_meta::<TargetMeta>(&hash)?.meta;
         store.link(exp, "targets", &id, &hash)?;
-        return Ok(Built { id, hash, trained: false, meta });
+        Ok(Built { id: id.clone(), hash, trained: false, meta, seconds: 0.0 })
+    };
+    if let Some(hash) = find(store, &id)? {
+        return reuse(hash);
+    }
+    // One builder per target, across threads, processes and hosts: whoever
+    // waited finds the object the holder committed.
+    let _lock = FileLock::acquire(&store.target_lock_path(&id), |h| monitor.note(&format!("{id} is being built by {h}: waiting for it")))?;
+    if let Some(hash) = find(store, &id)? {
+        return reuse(hash);
     }
     let built = match recipe {
         TargetRecipe::Mlp(cfg) => build_mlp(store, cfg, source, threads, monitor)?,
@@ -84,18 +108,18 @@ pub fn build(store: &Store, recipe: &TargetRecipe, exp: &str, threads: usize, mo
 
 /// Stores a quadratic target: θ* = 0, L0 = 0.
 fn build_quadratic(store: &Store, q: &QuadraticConfig, source: TargetSource) -> Result<Built> {
+    let start = Instant::now();
     let id = source.id();
     let w_star = vec![0.0; q.dim];
     let d = [q.dim];
     let payload = [("config.json", source.canonical_json().into_bytes()), ("params.npz", npz::to_bytes(&[("w_star", Array::F64(&d, &w_star))])?)];
     let meta = TargetMeta::new(&id, source, q.dim, q.n, 0, 0.0, Precision::F64, None);
-    let hash = store.commit(&payload, meta.clone())?;
-    Ok(Built { id, hash, trained: false, meta })
+    commit(store, id, &payload, meta, false, start)
 }
 
 fn build_mlp(store: &Store, cfg: &TargetConfig, source: TargetSource, threads: usize, monitor: &mut dyn Monitor) -> Result<Built> {
     let id = source.id();
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let spec = &cfg.model;
     let gen = super::data::generate(&cfg.data, &cfg.teacher, spec, cfg.seed)?;
     let init = spec.init(&mut crate::rng::stream(cfg.seed, crate::rng::purpose::INIT));
@@ -118,13 +142,7 @@ fn build_mlp(store: &Store, cfg: &TargetConfig, source: TargetSource, threads: u
         ("training.csv", csv),
     ];
     let final_test = trained.curve.last().map(|p| p.test).filter(|t| t.is_finite());
-    let summary = TrainingSummary {
-        steps_run: trained.steps_run,
-        early_stopped: trained.early_stopped,
-        final_test_loss: final_test,
-        wall_s: start.elapsed().as_secs_f64(),
-    };
+    let summary = TrainingSummary { steps_run: trained.steps_run, early_stopped: trained.early_stopped, final_test_loss: final_test };
     let meta = TargetMeta::new(&id, source, spec.n_params(), gen.train.n, gen.test.n, trained.l0, cfg.training.precision, Some(summary));
-    let hash = store.commit(&payload, meta.clone())?;
-    Ok(Built { id, hash, trained: true, meta })
+    commit(store, id, &payload, meta, true, start)
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Precision};
 use crate::store::atomic::read_json;
 use crate::store::npz::Npz;
+use crate::store::objects::OBJECT_SCHEMA;
 use crate::store::{ObjectMeta, Store};
 
 /// A loaded, verified target.
@@ -45,9 +46,10 @@ impl Target {
 pub fn list(store: &Store) -> Result<Vec<(String, String)>> {
     let mut v = Vec::new();
     for hash in store.object_hashes()? {
-        // Listing reads meta.json only; loading a target verifies its files.
+        // Listing reads meta.json only; loading a target verifies its files. An
+        // object of an older schema is not found (a build makes it anew).
         if let Ok(m) = read_json::<ObjectMeta<TargetMeta>>(&store.object_meta_path(&hash)) {
-            if m.meta.object_type == "target" {
+            if m.meta.object_type == "target" && m.schema == OBJECT_SCHEMA {
                 v.push((m.meta.target_id, hash));
             }
         }
@@ -70,11 +72,17 @@ pub fn find(store: &Store, id: &str) -> Result<Option<String>> {
     }
 }
 
-/// Loads target `id`, verifying every file's hash and every array's shape.
-pub fn load(store: &Store, id: &str) -> Result<Target> {
+/// The object hash and `meta.json` of target `id` (an exact id or a unique prefix); an error when it is not stored.
+pub fn load_meta(store: &Store, id: &str) -> Result<(String, TargetMeta)> {
     let hash =
         find(store, id)?.ok_or_else(|| Error::invalid(format!("no target `{id}` in the store at {} (see `lh-host targets ls`)", store.home.display())))?;
     let ObjectMeta { meta, .. } = store.load_meta::<TargetMeta>(&hash)?;
+    Ok((hash, meta))
+}
+
+/// Loads target `id`, verifying every file's hash and every array's shape.
+pub fn load(store: &Store, id: &str) -> Result<Target> {
+    let (hash, meta) = load_meta(store, id)?;
     let ppath = store.payload_path(&hash, "params.npz");
     let (_, w_star) = Npz::open(&ppath)?.f64("w_star")?;
     if w_star.len() != meta.d {

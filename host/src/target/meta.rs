@@ -1,12 +1,12 @@
 //! A target's metadata record (`meta.json`, besides the store's hash
 //! fields): where it came from (the canonical config its id hashes), its
-//! size, L0, β, γ and provenance.
+//! size, L0, β and γ. (When and by what it was built is in the object's
+//! provenance.json, outside the object hash.)
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PosteriorConfig, QuadraticConfig, TargetConfig};
+use crate::config::{PosteriorConfig, QuadraticConfig, TargetConfig, TargetRecipe};
 use crate::model::{LossKind, MlpSpec, Precision};
-use crate::store::provenance::Provenance;
 use crate::store::sha256_hex;
 
 /// Where a target came from; its canonical JSON is what the id hashes.
@@ -25,10 +25,25 @@ pub enum TargetSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedConfig {
-    /// sha256 of the imported npz file.
-    pub npz_sha256: String,
+    /// sha256 of the imported arrays' values (X, Y, w_star, X_test, Y_test), so
+    /// that the same network gives the same id however the file was written.
+    pub arrays_sha256: String,
     pub model: MlpSpec,
     pub posterior: PosteriorConfig,
+}
+
+impl From<&TargetRecipe> for TargetSource {
+    fn from(recipe: &TargetRecipe) -> Self {
+        match recipe {
+            TargetRecipe::Mlp(c) => TargetSource::Built(c.clone()),
+            TargetRecipe::Quadratic(q) => TargetSource::Quadratic(q.clone()),
+        }
+    }
+}
+
+/// The id the target of `recipe` has (and will have, once built).
+pub fn recipe_id(recipe: &TargetRecipe) -> String {
+    TargetSource::from(recipe).id()
 }
 
 impl TargetSource {
@@ -74,7 +89,6 @@ pub struct TrainingSummary {
     pub steps_run: usize,
     pub early_stopped: bool,
     pub final_test_loss: Option<f64>,
-    pub wall_s: f64,
 }
 
 /// A target's `meta.json` (besides the store's hash fields).
@@ -97,8 +111,6 @@ pub struct TargetMeta {
     /// Precision w* was trained in (f64 for imports: stored as given).
     pub precision: Precision,
     pub training: Option<TrainingSummary>,
-    #[serde(flatten)]
-    pub provenance: Provenance,
 }
 
 impl TargetMeta {
@@ -128,7 +140,6 @@ impl TargetMeta {
             precision,
             training,
             source,
-            provenance: Provenance::now(),
         }
     }
 }

@@ -14,5 +14,5 @@ pub mod truth;
 
 pub use self::build::{build, Built};
 pub use self::import::import;
-pub use self::load::{find, list, load, Target, TargetModel};
-pub use self::meta::{ImportedConfig, TargetMeta, TargetSource, TrainingSummary};
+pub use self::load::{find, list, load, load_meta, Target, TargetModel};
+pub use self::meta::{recipe_id, ImportedConfig, TargetMeta, TargetSource, TrainingSummary};

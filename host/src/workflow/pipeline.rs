@@ -2,15 +2,18 @@
 //! (diagnose).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::backend::{BackendFactory, BackendKind};
 use crate::config::{resolve_config, Overrides, TargetRecipe};
 use crate::diagnose::{self, Analysis, Mode};
 use crate::error::{Error, Result};
+use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::progress::Monitor;
 use crate::sample::stopping::UNTIL_DRAWS;
-use crate::sample::{self, plugins, Outcome, Request, StopRule};
+use crate::sample::{self, plugins, ObserveSpec, Outcome, Request, StopRule};
+use crate::store::layout::check_experiment_name;
 use crate::store::Store;
 use crate::target::{self, Built, Target};
 
@@ -44,6 +47,16 @@ pub struct Job {
     pub diagnose: Option<Mode>,
     /// Stop early: `--until` (R̂ and bulk ESS of L_n met; needs a budget) and `--budget`.
     pub stop: StopRule,
+    /// Time between two checkpoints of the run while it draws.
+    pub checkpoint_every: Duration,
+    /// The run's label in a workflow (a plain name, part of the run directory's name).
+    pub tag: Option<String>,
+    /// The run's key in a workflow (recorded in the manifest; see [`super::plan`]).
+    pub key: Option<String>,
+    /// Sample only these coordinates, the rest at θ* (`each-layer`: see [`expand`]).
+    pub restrict: Option<RestrictSpec>,
+    /// Data subsets whose λ̂_S is recorded beside λ̂.
+    pub observe: Vec<ObserveSpec>,
 }
 
 /// What a job did.
@@ -56,11 +69,30 @@ pub struct JobOutcome {
     pub analysis: Option<(PathBuf, Analysis)>,
 }
 
+/// The jobs `job` stands for: one per layer of its target for `--restrict
+/// each-layer` (`layer:1`, `layer:2`, …), else `job` itself.
+pub fn expand(store: &Store, job: &Job) -> Result<Vec<Job>> {
+    if job.restrict != Some(RestrictSpec::EachLayer) {
+        return Ok(vec![job.clone()]);
+    }
+    let (id, mlp) = match &job.target {
+        JobTarget::Stored(id) => {
+            let (_, meta) = target::load_meta(store, id)?;
+            (meta.target_id.clone(), meta.source.mlp().cloned())
+        }
+        JobTarget::Recipe { recipe: TargetRecipe::Mlp(cfg), .. } => ("the target".into(), Some(cfg.model.clone())),
+        JobTarget::Recipe { recipe: TargetRecipe::Quadratic(_), .. } => ("the target".into(), None),
+    };
+    let mlp = mlp.ok_or_else(|| Error::invalid(format!("restriction `each-layer`: {id} is quadratic and has no layers")))?;
+    Ok(RestrictSpec::each_layer(mlp.layout().len()).into_iter().map(|r| Job { restrict: Some(r), ..job.clone() }).collect())
+}
+
 /// Runs `job`: builds or loads its target, opens the backend, loads and
 /// configures the plugin, samples, and diagnoses when asked. Progress, notes
 /// and the stop request go through `monitor`. A plugin failure is an
 /// [`Error::Plugin`] (its draws so far are kept in the run directory).
 pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<JobOutcome> {
+    check_experiment_name(&job.experiment)?;
     let (built, target) = match &job.target {
         JobTarget::Stored(id) => (None, target::load(store, id)?),
         JobTarget::Recipe { recipe, experiment } => {
@@ -90,15 +122,23 @@ pub fn run_job(store: &Store, job: &Job, monitor: &mut dyn Monitor) -> Result<Jo
     let req = Request {
         target: &target,
         plugin,
-        config,
+        config: config.text.clone(),
         chains: job.chains,
         seed: job.seed,
         precision,
         backends: &factory,
         experiment: job.experiment.clone(),
         stop: job.stop,
+        checkpoint_every: job.checkpoint_every,
+        tag: job.tag.clone(),
+        job_key: job.key.clone(),
+        restrict: job.restrict.clone(),
+        observe: job.observe.clone(),
     };
-    let run = sample::execute(store, req, monitor)?;
+    let run = sample::execute(store, req, monitor).map_err(|e| match e {
+        Error::Plugin { plugin, msg } => Error::Plugin { msg: config.explain(&msg), plugin },
+        other => other,
+    })?;
     let analysis = job.diagnose.map(|mode| diagnose::diagnose(&run.dir, mode)).transpose()?;
     Ok(JobOutcome { built, target, run, analysis })
 }
