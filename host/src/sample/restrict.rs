@@ -234,7 +234,19 @@ mod tests {
         assert_eq!(lp, [-53.0 * 0.5, -53.0 * 2.0]);
         assert_eq!(g, [-53.0, 0.0, 0.0, -106.0]);
         let bad = m.loss(RSlice::from_slice(&pos[..3]), RSliceMut::from_mut_slice(&mut l)).unwrap_err();
-        assert!(bad.message.contains("positions has 3 values, expected C·D = 2·2"), "{}", bad.message);
+        assert!(bad.message.contains("positions has 3 values, expected 2·D = 2·2"), "{}", bad.message);
+        // Chain 1 alone (a NUTS-style subset call): the same values as in the full call.
+        let (mut g1, mut lp1, mut l1) = ([0.0; 2], [0.0; 1], [0.0; 1]);
+        m.logdensity_and_grad_chains(
+            RSlice::from_slice(&[1]),
+            RSlice::from_slice(&pos[2..]),
+            RSliceMut::from_mut_slice(&mut g1),
+            RSliceMut::from_mut_slice(&mut lp1),
+            RSliceMut::from_mut_slice(&mut l1),
+        )
+        .unwrap();
+        assert_eq!((l1, lp1, g1), ([2.0], [-53.0 * 2.0], [0.0, -106.0]));
         assert_eq!(p.work.borrow().full_grad_calls, 1);
+        assert_eq!(p.work.borrow().subset_grad_calls, 1);
     }
 }
