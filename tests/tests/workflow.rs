@@ -402,8 +402,8 @@ fn promote_writes_a_gallery_that_loads_in_chromium() {
         "rank.png",
     ]);
     assert!(err.contains("no rank.png"), "{err}");
-    let err = h.fails(&["promote", "gallery", "--runs-root", runs.to_str().unwrap(), "--samplers", "nuts", "--outdir", other.to_str().unwrap()]);
-    assert!(err.contains("no complete run of `nuts`"), "{err}");
+    let err = h.fails(&["promote", "gallery", "--runs-root", runs.to_str().unwrap(), "--samplers", "nosuch", "--outdir", other.to_str().unwrap()]);
+    assert!(err.contains("no complete run of `nosuch`"), "{err}");
     // The gallery in a real browser, from the file system: every image loaded.
     let Some(chrome) = chromium() else { return };
     let profile = h.path().join("chromium");
