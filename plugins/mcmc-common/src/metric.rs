@@ -3,7 +3,7 @@
 //! diagonal ([`LowRank`]) metric: the velocity M⁻¹p, the kinetic energy
 //! ½pᵀM⁻¹p, the drift x ← x + h·M⁻¹p and momentum draws p ~ N(0, M).
 //!
-//! The diagonal case computes exactly what [`leapfrog`](crate::leapfrog)
+//! The diagonal case computes exactly what [`leapfrog`]
 //! computes, in the same floating-point order (velocity (M⁻¹)_i·p_i, drift
 //! x_i + (h·(M⁻¹)_i)·p_i, one standard normal per coordinate), so a sampler
 //! that moves from `&[f64]` inverse masses to [`Metric::Diag`] keeps its
