@@ -5,6 +5,9 @@
 //!   (dual averaging, Welford with shrinkage, the 75/25·2ᵏ/50 schedule);
 //! - [`leapfrog`]: the half-kick and drift of velocity Verlet with a
 //!   diagonal inverse mass matrix, and the kinetic energy;
+//! - [`metric`]: the inverse mass matrix as one type, diagonal or
+//!   [`low_rank`] (nutpie's low-rank plus diagonal Fisher estimate), with
+//!   the velocity, kinetic energy, drift and momentum draws;
 //! - [`eval`]: host evaluations that let a recoverable (non-finite) error
 //!   through as values for the sampler's energy check to reject;
 //! - [`isokinetic`]: the isokinetic McLachlan integrator with ESH momentum
@@ -43,4 +46,6 @@ pub mod ess;
 pub mod eval;
 pub mod isokinetic;
 pub mod leapfrog;
+pub mod low_rank;
+pub mod metric;
 pub mod testing;

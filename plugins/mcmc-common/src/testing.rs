@@ -45,6 +45,14 @@ impl Gaussian {
         let precision = invert(&cov, d);
         Self { mean, cov, precision }
     }
+
+    /// Mean `mean` and a symmetric positive definite covariance `cov` (D × D, row by row).
+    pub fn with_covariance(mean: Vec<f64>, cov: Vec<f64>) -> Self {
+        let d = mean.len();
+        assert_eq!(cov.len(), d * d, "the covariance must be D × D");
+        let precision = invert(&cov, d);
+        Self { mean, cov, precision }
+    }
 }
 
 impl Density for Gaussian {
