@@ -259,21 +259,12 @@ export_sampler!(Mams);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lh_mcmc_common::testing::{moment_errors, sample, Banana, Density, Gaussian, TestModel};
+    use lh_mcmc_common::testing::{self, Banana, Density, Gaussian};
 
     /// Every mean and variance within 4 Monte Carlo standard errors, and the
     /// mean acceptance rate.
     fn check_moments<T: Density>(target: T, seed: u64) -> f64 {
-        let mut model = TestModel::new(target, 4);
-        let cfg = DEFAULTS.replace("draws: 1000", "draws: 3000");
-        let draws = sample(&mut Mams, &mut model, &cfg, seed).unwrap();
-        assert_eq!(draws.burn_in, 1000);
-        for (i, (m, v)) in moment_errors(&draws, model.target()).into_iter().enumerate() {
-            eprintln!("coordinate {i}: mean error {m:+.2} MCSE, variance error {v:+.2} MCSE");
-            assert!(m.abs() < 4.0 && v.abs() < 4.0, "coordinate {i}: mean off by {m:.2} MCSE, variance by {v:.2} MCSE");
-        }
-        let acc = &draws.stats[stat_names::ACCEPTANCE_RATE][1000..];
-        acc.iter().flatten().sum::<f64>() / (acc.len() * 4) as f64
+        testing::check_moments(&mut Mams, target, &DEFAULTS.replace("draws: 1000", "draws: 3000"), 1000, seed)
     }
 
     /// A correlated 10-D Gaussian: scales 0.5 to 2, neighbour correlation 0.7.

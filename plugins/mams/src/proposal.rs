@@ -217,15 +217,8 @@ impl Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
 
-    fn reference() -> serde_json::Value {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors_2.json");
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    }
-
-    fn v(x: &serde_json::Value) -> Vec<f64> {
-        x.as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect()
-    }
 
     #[test]
     fn num_steps_match_blackjax() {

@@ -275,18 +275,11 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{floats as v, reference_vectors_2 as reference};
     use crate::metric::Metric;
     use lh_plugin_api::ChainRng;
     use nalgebra::DVector;
 
-    fn reference() -> serde_json::Value {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors_2.json");
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    }
-
-    fn v(x: &serde_json::Value) -> Vec<f64> {
-        x.as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect()
-    }
 
     fn rows(x: &serde_json::Value) -> Vec<Vec<f64>> {
         x.as_array().unwrap().iter().map(v).collect()

@@ -283,6 +283,32 @@ pub fn moment_errors(draws: &Draws, target: &impl Density) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Runs `sampler` with `config` on 4 chains of `target`, asserts that every
+/// mean and variance is within 4 Monte Carlo standard errors, and returns
+/// the mean acceptance rate after the announced burn-in (which must be `burn_in`).
+pub fn check_moments<T: Density>(sampler: &mut impl Sampler, target: T, config: &str, burn_in: usize, seed: u64) -> f64 {
+    let mut model = TestModel::new(target, 4);
+    let draws = sample(sampler, &mut model, config, seed).unwrap();
+    assert_eq!(draws.burn_in, burn_in);
+    for (i, (m, v)) in moment_errors(&draws, model.target()).into_iter().enumerate() {
+        eprintln!("coordinate {i}: mean error {m:+.2} MCSE, variance error {v:+.2} MCSE");
+        assert!(m.abs() < 4.0 && v.abs() < 4.0, "coordinate {i}: mean off by {m:.2} MCSE, variance by {v:.2} MCSE");
+    }
+    let acc = &draws.stats[lh_plugin_api::stat_names::ACCEPTANCE_RATE][burn_in..];
+    acc.iter().flatten().sum::<f64>() / (acc.len() * 4) as f64
+}
+
+/// tests/data/reference_vectors_2.json of the workspace (BlackJAX and nuts-rs values for exact tests).
+pub fn reference_vectors_2() -> serde_json::Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors_2.json");
+    serde_json::from_str(&std::fs::read_to_string(p).expect("read reference_vectors_2.json")).expect("parse reference_vectors_2.json")
+}
+
+/// A JSON array of numbers.
+pub fn floats(x: &serde_json::Value) -> Vec<f64> {
+    x.as_array().expect("an array").iter().map(|a| a.as_f64().expect("a number")).collect()
+}
+
 fn mean_and_mcse(x: &[Vec<f64>]) -> (f64, f64) {
     let flat: Vec<f64> = x.concat();
     let n = flat.len() as f64;

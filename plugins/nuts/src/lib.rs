@@ -308,7 +308,7 @@ export_sampler!(Nuts);
 mod tests {
     use super::*;
     use lh_mcmc_common::ess::ess;
-    use lh_mcmc_common::testing::{moment_errors, sample, Banana, Density, Draws, Gaussian, TestModel};
+    use lh_mcmc_common::testing::{self, moment_errors, sample, Banana, Density, Draws, Gaussian, TestModel};
 
     /// Every mean and variance within 4 Monte Carlo standard errors, and the
     /// mean acceptance rate.
@@ -324,16 +324,7 @@ mod tests {
     }
 
     fn check_moments_with<T: Density>(target: T, seed: u64, mass_matrix: MassMatrix) -> f64 {
-        let mut model = TestModel::new(target, 4);
-        let cfg = config(1500, 500, mass_matrix);
-        let draws = sample(&mut Nuts, &mut model, &cfg, seed).unwrap();
-        assert_eq!(draws.burn_in, 500);
-        for (i, (m, v)) in moment_errors(&draws, model.target()).into_iter().enumerate() {
-            eprintln!("coordinate {i}: mean error {m:+.2} MCSE, variance error {v:+.2} MCSE");
-            assert!(m.abs() < 4.0 && v.abs() < 4.0, "coordinate {i}: mean off by {m:.2} MCSE, variance by {v:.2} MCSE");
-        }
-        let acc = &draws.stats[stat_names::ACCEPTANCE_RATE][500..];
-        acc.iter().flatten().sum::<f64>() / (acc.len() * 4) as f64
+        testing::check_moments(&mut Nuts, target, &config(1500, 500, mass_matrix), 500, seed)
     }
 
     /// A correlated 10-D Gaussian: scales 0.5 to 2, neighbour correlation 0.7.

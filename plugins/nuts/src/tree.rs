@@ -349,17 +349,10 @@ fn sigmoid(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
     use lh_mcmc_common::metric::LowRank;
     use lh_plugin_api::ChainRng;
 
-    fn reference() -> serde_json::Value {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference_vectors_2.json");
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    }
-
-    fn v(x: &serde_json::Value) -> Vec<f64> {
-        x.as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect()
-    }
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
