@@ -30,7 +30,8 @@ fn mcmc_plugins_run_until_converged() {
 }
 
 /// A criterion that cannot be met ends with the budget: complete, `budget
-/// exhausted`, and the gradients counted within one draw of the budget.
+/// exhausted`, and the gradients counted within one draw of the budget
+/// (incomplete when the budget ends before the first kept draw).
 #[test]
 fn a_budget_ends_a_run_that_does_not_converge() {
     let h = Home::new();
@@ -44,6 +45,10 @@ fn a_budget_ends_a_run_that_does_not_converge() {
     let m = sample(&h, &id, "hmc", &["--budget", "grads=2000"]);
     assert_eq!((m["status"].as_str(), m["stop"]["outcome"].as_str()), (Some("complete"), Some("budget exhausted")));
     assert!(m["stop"]["until"].is_null());
+    // A budget spent in warm-up leaves nothing to estimate from: incomplete, no λ̂.
+    let m = sample(&h, &id, "hmc", &["--budget", "grads=50"]);
+    assert_eq!((m["status"].as_str(), m["stop"]["outcome"].as_str()), (Some("incomplete"), Some("budget exhausted")), "{m}");
+    assert!(m["llc"].is_null(), "{m}");
 }
 
 /// Bad use is a one-line error naming what is wrong.

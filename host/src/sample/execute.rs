@@ -144,8 +144,9 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
         None => run_plugin(&mut plugin, &mut posterior, &mut recorder, &config, seed),
     };
     let (draws, plan) = recorder.recorded();
-    // A run the stop rule ended (converged, or its budget spent) did what was asked: complete.
-    let complete = draws > 0 && (plan.is_some_and(|p| draws == p.draws) || recorder.stopped_by_rule());
+    // A run the stop rule ended (converged, or its budget spent) did what was asked: complete,
+    // provided it has draws after burn-in to estimate from (a budget spent in warm-up is not).
+    let complete = draws > 0 && plan.is_some_and(|p| draws == p.draws || (recorder.stopped_by_rule() && draws > p.burn_in));
     let (status, error, summary) = match result {
         Ok(s) if complete => (Status::Complete, None, Some(s)),
         Ok(s) => (Status::Incomplete, None, Some(s)),

@@ -141,7 +141,7 @@ pub struct StopReport {
     pub until: Option<String>,
     /// The budget (`grads=20000`, `time=30m`), if one was given.
     pub budget: Option<String>,
-    /// How it ended; `null` when the run was interrupted or failed.
+    /// How it ended: by the rule, or with all the plugin's draws; `null` when neither (interrupted, failed).
     pub outcome: Option<Outcome>,
     /// R̂ and bulk ESS of L_n over the kept draws at the end (as in `llc`).
     pub rhat: Option<f64>,
@@ -236,7 +236,7 @@ impl Stopper {
         StopReport {
             until: self.rule.until.map(|u| u.to_string()),
             budget: self.rule.budget.map(|b| b.to_string()),
-            outcome: if finished { outcome } else { None },
+            outcome,
             rhat,
             ess_bulk,
             checks: self.checks,

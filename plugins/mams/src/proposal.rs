@@ -219,7 +219,6 @@ mod tests {
     use super::*;
     use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
 
-
     #[test]
     fn num_steps_match_blackjax() {
         let r = reference();

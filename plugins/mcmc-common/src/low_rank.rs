@@ -275,11 +275,10 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{floats as v, reference_vectors_2 as reference};
     use crate::metric::Metric;
+    use crate::testing::{floats as v, reference_vectors_2 as reference};
     use lh_plugin_api::ChainRng;
     use nalgebra::DVector;
-
 
     fn rows(x: &serde_json::Value) -> Vec<Vec<f64>> {
         x.as_array().unwrap().iter().map(v).collect()

@@ -349,10 +349,9 @@ fn sigmoid(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
     use lh_mcmc_common::metric::LowRank;
+    use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
     use lh_plugin_api::ChainRng;
-
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
