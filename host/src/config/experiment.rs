@@ -10,6 +10,7 @@ use super::parse::parse_ron;
 use super::plugin_config::Overrides;
 use super::presets::load_preset;
 use super::sections::*;
+use super::tune::TuneConfig;
 use super::workflow::WorkflowPatch;
 use crate::error::{Error, Result};
 use crate::memory;
@@ -145,6 +146,9 @@ pub struct ExperimentConfig {
     /// How `lh-host workflow sample` runs the grid (threads, SLURM resources); `--set` wins.
     #[serde(default)]
     pub workflow: WorkflowPatch,
+    /// What `lh-host workflow tune` searches (see [`TuneConfig`]); other commands ignore it.
+    #[serde(default)]
+    pub tune: Option<TuneConfig>,
 }
 
 fn default_chains() -> usize {
@@ -218,6 +222,9 @@ pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
         }
     }
     config.workflow.validate(&file.to_string())?;
+    if let Some(t) = &mut config.tune {
+        t.prepare(&file.to_string())?;
+    }
     let targets = config
         .targets
         .iter()

@@ -16,6 +16,7 @@ mod parse;
 mod plugin_config;
 mod presets;
 mod sections;
+mod tune;
 mod workflow;
 
 pub use self::experiment::{
@@ -28,4 +29,5 @@ pub use self::presets::{builtin_names, model_preset};
 pub use self::sections::{
     BetaMode, DataConfig, DataPatch, InputDist, ModelConfig, ModelPatch, Noise, PosteriorConfig, PosteriorPatch, TeacherConfig, TrainingConfig, TrainingPatch,
 };
+pub use self::tune::{MethodSpec, Param, ReferenceSpec, TuneConfig};
 pub use self::workflow::{WorkflowConfig, WorkflowPatch, WORKFLOW_KEYS};
