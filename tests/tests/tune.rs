@@ -129,6 +129,11 @@ fn smoke_tune_writes_trials_best_settings_and_a_rerun_redoes_nothing() {
         assert!(Path::new(&s["best_config"]).exists(), "{s:?}");
     }
     assert!(tune_dir(&h).join(format!("figures/{problem}.png")).exists());
+    // The experiment's gallery has a tuning page: the summary and the figure, copied beside it.
+    let gallery = h.path().join("artifacts/experiments/tune/gallery");
+    let page = std::fs::read_to_string(gallery.join("tune.html")).unwrap();
+    assert!(page.contains(&format!("img/tune/{problem}.png")) && page.contains("tuned λ̂ ± SE") && page.contains("sgld"), "{page}");
+    assert!(gallery.join(format!("img/tune/{problem}.png")).exists());
 
     // The best SGLD settings are a `sample --config` file: the same run gives the same λ̂.
     let sgld = summary.iter().find(|s| s["method"] == "sgld").unwrap();

@@ -78,9 +78,10 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
     };
     let rows = report::write(store, &tuner, &tuned)?;
     let figs = figures::write(store, &tuner, &tuned)?;
+    let page = report::gallery(store, &tuner, &tuned, &rows, &figs)?;
     print_summary(&tuned.references, &rows);
     let dir = tuner.dir(store)?;
-    outln!("wrote {} (trials.csv, summary.csv, best/, {} figure(s) in figures/)", dir.display(), figs.len());
+    outln!("wrote {} (trials.csv, summary.csv, best/, {} figure(s) in figures/) and {}", dir.display(), figs.len(), page.display());
     Ok(Exit::unless_interrupted(Exit::Success))
 }
 

@@ -23,6 +23,7 @@
 //!     summary.csv                         per target × method: default and tuned error
 //!     best/<target id>/<method>.ron       the best trial's keys, for `sample --config`
 //!     figures/<target id>.png             error against trial and against work
+//! experiments/<exp>/gallery/tune.html     the summary and the figures (linked from index.html)
 //! ```
 
 pub mod figures;

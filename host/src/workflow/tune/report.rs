@@ -1,6 +1,7 @@
 //! What a tune reports: per study the default trial (0) against the best
 //! one (`summary.csv`, and the table the command prints), and the best
-//! trial's keys as a RON file that `lh-host sample --config` reads.
+//! trial's keys as a RON file that `lh-host sample --config` reads, and the
+//! tune's page in the experiment's gallery.
 
 use std::path::{Path, PathBuf};
 
@@ -125,4 +126,55 @@ pub fn write(store: &Store, tuner: &Tuner, tuned: &Tuned) -> Result<Vec<SummaryR
     let rows = summary(tuner, tuned, &best);
     write_csv_atomic(&rows, &dir.join("summary.csv"))?;
     Ok(rows)
+}
+
+/// The tune's page in the experiment's gallery (`gallery/tune.html`): the
+/// summary rows and the figures (one per problem).
+pub fn gallery(store: &Store, tuner: &Tuner, tuned: &Tuned, rows: &[SummaryRow], figures: &[PathBuf]) -> Result<PathBuf> {
+    let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
+    let pm = |l: Option<f64>, se: Option<f64>| match (l, se) {
+        (Some(l), Some(se)) => format!("{l:.4} ± {se:.4}"),
+        _ => "–".into(),
+    };
+    let header = [
+        "target",
+        "method",
+        "reference λ̂ ± SE",
+        "trials",
+        "failed",
+        "default λ̂ ± SE",
+        "default error",
+        "best trial",
+        "tuned λ̂ ± SE",
+        "tuned error",
+        "best settings",
+    ];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.problem.clone(),
+                r.method.clone(),
+                pm(Some(r.reference), Some(r.reference_se)),
+                r.trials.to_string(),
+                r.failed.to_string(),
+                pm(r.default_llc, r.default_se),
+                num(r.default_error),
+                r.best_trial.map_or("–".into(), |t| t.to_string()),
+                pm(r.best_llc, r.best_se),
+                num(r.best_error),
+                r.best_params.clone(),
+            ]
+        })
+        .collect();
+    let captions: Vec<(String, PathBuf)> = figures
+        .iter()
+        .map(|f| {
+            let problem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let budget = tuner.budget.budget.map(|b| b.to_string()).unwrap_or_default();
+            let reference = tuned.references.iter().find(|r| r.problem == problem).map(|r| r.describe()).unwrap_or_default();
+            (format!("{problem}: error of each trial (budget {budget}) against the reference {reference}"), f.clone())
+        })
+        .collect();
+    crate::workflow::promote::tune_page(store, &tuner.experiment, &header, &table, &captions)
 }
