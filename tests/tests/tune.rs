@@ -2,11 +2,12 @@
 //! (an HMC reference, SGLD and MCLMC studies of a few trials) on the local
 //! pool; its best settings read by `sample --config`; a rerun that redoes
 //! nothing; a study resumed after SIGKILL that ends with exactly the trials of
-//! an uninterrupted one; bad tune files refused by file and field.
+//! an uninterrupted one; the same tune on a real SLURM cluster; bad tune files
+//! refused by file and field.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lh_tests::Home;
@@ -228,4 +229,38 @@ fn bad_tune_files_are_refused_by_file_and_field() {
         let e = h.fails(&["workflow", "tune", "--config", &path]);
         assert!(e.contains(&path) && e.contains(says), "{path}: {e}");
     }
+}
+
+/// Whether a SLURM cluster answers (`sinfo`); when none does, the caller
+/// skips, unless `LH_REQUIRE_SLURM` is set (CI sets it and starts one).
+fn slurm_up() -> bool {
+    let ok = Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !ok {
+        assert!(std::env::var("LH_REQUIRE_SLURM").is_err(), "LH_REQUIRE_SLURM is set but no SLURM cluster answers `sinfo`");
+        eprintln!("skipped: no SLURM cluster (sinfo)");
+    }
+    ok
+}
+
+#[test]
+fn a_tune_on_slurm_gives_the_trials_of_the_local_pool() {
+    if !slurm_up() {
+        return;
+    }
+    let local = Home::new();
+    local.ok(&["workflow", "tune", "--config", &tune_file(&local, 5), "--jobs", "2"]);
+    let h = Home::new();
+    let args = ["workflow", "tune", "--config", &tune_file(&h, 5), "--backend", "slurm", "--set", "threads=1", "--set", "poll=0.5"];
+    let t = Instant::now();
+    let out = h.ok(&args);
+    eprintln!("smoke tune on SLURM: {:.1} s", t.elapsed().as_secs_f64());
+    // One submission for the reference (and the target), then one per round.
+    assert_eq!(out.matches("submitted: ").count(), 3, "{out}");
+    assert!(out.contains("submitted: targets array") && out.contains("runs array"), "{out}");
+    assert_eq!(comparable(&trials(&h)), comparable(&trials(&local)));
+    let logs = h.path().join("artifacts/experiments/tune/workflow/slurm");
+    assert!(std::fs::read_dir(logs).unwrap().count() >= 3);
+    // Nothing left to do: nothing is submitted.
+    let out = h.ok(&args);
+    assert!(!out.contains("submitted") && out.contains("10 trials recorded"), "{out}");
 }

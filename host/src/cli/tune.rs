@@ -158,7 +158,7 @@ fn print_plan(store: &Store, tuner: &Tuner, jobs: usize) -> Result<()> {
         );
     }
     for m in &tuner.methods {
-        let space: Vec<String> = m.spec.space.iter().map(|(k, p)| format!("{k}: {p:?}")).collect();
+        let space: Vec<String> = m.spec.space.iter().map(|(k, p)| format!("{k}: {}", ron::to_string(p).unwrap_or_else(|_| format!("{p:?}")))).collect();
         outln!("method {} (plugin {} {}): {}", m.name(), m.plugin.name, m.plugin.version, space.join(", "));
     }
     match tuner.references(store, &refs_plan) {
