@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::names::is_plain_name;
 use super::parse::parse_ron;
 use super::plugin_config::Overrides;
 use super::presets::load_preset;
@@ -158,11 +159,6 @@ fn default_chains() -> usize {
 /// The seed `sample` and `run` use by default.
 fn default_seeds() -> Vec<u64> {
     vec![12345]
-}
-
-/// A tag or other name that becomes part of a file name.
-pub fn is_plain_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c)) && !s.starts_with('.')
 }
 
 /// A fully resolved target: the canonical config that names it (see [`TargetConfig::id`]).

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::experiment::is_plain_name;
+use super::names::is_plain_name;
 use super::plugin_config::Overrides;
 use crate::error::Result;
 
