@@ -264,3 +264,23 @@ fn a_tune_on_slurm_gives_the_trials_of_the_local_pool() {
     let out = h.ok(&args);
     assert!(!out.contains("submitted") && out.contains("10 trials recorded"), "{out}");
 }
+
+#[test]
+fn a_reference_that_did_not_converge_is_refused_unless_forced() {
+    let h = Home::new();
+    let file = h.write(
+        "u.ron",
+        r#"(name: "tune", training: (steps: 300), chains: 2, seeds: [1], targets: [(model: "small", data: "small", seed: 1)],
+        tune: (reference: (plugin: "hmc", overrides: (warmup: 100), until: "ess=1000000", budget: "grads=3000"),
+               trials: 1, startup: 1, budget: "grads=1000",
+               methods: [(plugin: "mclmc", fixed: (num_steps: 100), space: {"desired_energy_var": log(1e-5, 1e-2)})]))"#,
+    );
+    let e = h.fails(&["workflow", "tune", "--config", &file]);
+    assert!(e.contains("the reference did not converge (ess=1000000 not met within grads=3000)") && e.contains("--force-reference"), "{e}");
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tune_dir(&h).join("references.json")).unwrap()).unwrap();
+    assert_eq!((refs[0]["converged"].as_bool(), refs[0]["outcome"].as_str()), (Some(false), Some("budget exhausted")), "{refs}");
+    // Forced, the tune goes on against it (the reference run is reused, not redone).
+    let out = h.ok(&["workflow", "tune", "--config", &file, "--force-reference"]);
+    assert!(!out.contains("references: 1 of 1 to run") && out.contains("budget exhausted)"), "{out}");
+    assert_eq!(trials(&h).len(), 1);
+}
