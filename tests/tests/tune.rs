@@ -125,8 +125,11 @@ fn smoke_tune_writes_trials_best_settings_and_a_rerun_redoes_nothing() {
     assert_eq!(summary.len(), 2);
     assert!(out.contains("default λ̂ ± SE") && out.contains("tuned λ̂ ± SE"), "{out}");
     for s in &summary {
-        let (default, best) = (s["default_error"].parse::<f64>().ok(), s["best_error"].parse::<f64>().unwrap());
-        assert!(default.is_none_or(|d| best <= d + 1e-12) || s["default_se"].is_empty(), "{s:?}");
+        // The best trial is the one of lowest score: never worse than the defaults (trial 0).
+        let (default, best) = (s["default_score"].parse::<f64>().ok(), s["best_score"].parse::<f64>().unwrap());
+        assert!(default.is_none_or(|d| best <= d), "{s:?}");
+        let min = rows.iter().filter(|r| r["method"] == s["method"]).filter_map(|r| r["score"].parse::<f64>().ok()).fold(f64::INFINITY, f64::min);
+        assert_eq!(best, min, "{s:?}");
         assert!(Path::new(&s["best_config"]).exists(), "{s:?}");
     }
     assert!(tune_dir(&h).join(format!("figures/{problem}.png")).exists());

@@ -90,17 +90,20 @@ fn print_summary(refs: &[Reference], rows: &[report::SummaryRow]) {
     for r in refs {
         outln!("reference of {}: λ̂ = {}", r.problem, r.describe());
     }
-    // λ̂ carries a combining mark: one char more than it displays.
+    // λ̂ carries a combining mark: one char more than it displays. The best trial is
+    // the one of lowest score √(error² + SE²), not always of lowest error.
     outln!(
-        "{:<16}  {:<12}  {:>9}  {:>20}  {:>8}  {:>5}  {:>20}  {:>8}  best settings",
+        "{:<16}  {:<12}  {:>9}  {:>20}  {:>8}  {:>8}  {:>5}  {:>20}  {:>8}  {:>8}  best settings",
         "target",
         "method",
         "trials",
         "default λ̂ ± SE",
         "error",
+        "score",
         "best",
         "tuned λ̂ ± SE",
-        "error"
+        "error",
+        "score"
     );
     let pm = |l: Option<f64>, se: Option<f64>| match (l, se) {
         (Some(l), Some(se)) => format!("{l:.4} ± {se:.4}"),
@@ -109,15 +112,17 @@ fn print_summary(refs: &[Reference], rows: &[report::SummaryRow]) {
     for r in rows {
         let failed = if r.failed > 0 { format!(" ({} failed)", r.failed) } else { String::new() };
         outln!(
-            "{:<16}  {:<12}  {:>9}  {:>19}  {:>8}  {:>5}  {:>19}  {:>8}  {}",
+            "{:<16}  {:<12}  {:>9}  {:>19}  {:>8}  {:>8}  {:>5}  {:>19}  {:>8}  {:>8}  {}",
             r.problem,
             r.method,
             format!("{}{failed}", r.trials),
             pm(r.default_llc, r.default_se),
             fmt_opt(r.default_error, 4),
+            fmt_opt(r.default_score, 4),
             r.best_trial.map_or("-".into(), |t| t.to_string()),
             pm(r.best_llc, r.best_se),
             fmt_opt(r.best_error, 4),
+            fmt_opt(r.best_score, 4),
             r.best_params
         );
     }

@@ -28,11 +28,13 @@ pub struct SummaryRow {
     pub default_llc: Option<f64>,
     pub default_se: Option<f64>,
     pub default_error: Option<f64>,
-    /// The trial with the lowest score.
+    pub default_score: Option<f64>,
+    /// The trial with the lowest score (√(error² + SE²): not always the lowest error).
     pub best_trial: Option<usize>,
     pub best_llc: Option<f64>,
     pub best_se: Option<f64>,
     pub best_error: Option<f64>,
+    pub best_score: Option<f64>,
     pub best_params: String,
     /// The best trial's RON file.
     pub best_config: String,
@@ -58,10 +60,12 @@ pub fn summary(tuner: &Tuner, tuned: &Tuned, best: &[Option<PathBuf>]) -> Vec<Su
                 default_llc: d.and_then(|row| row.llc),
                 default_se: d.and_then(|row| row.se),
                 default_error: d.and_then(|row| row.error),
+                default_score: d.and_then(|row| row.score),
                 best_trial: b.map(|row| row.trial),
                 best_llc: b.and_then(|row| row.llc),
                 best_se: b.and_then(|row| row.se),
                 best_error: b.and_then(|row| row.error),
+                best_score: b.and_then(|row| row.score),
                 best_params: b.map(|row| row.params.clone()).unwrap_or_default(),
                 best_config: path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             }
@@ -144,9 +148,11 @@ pub fn gallery(store: &Store, tuner: &Tuner, tuned: &Tuned, rows: &[SummaryRow],
         "failed",
         "default λ̂ ± SE",
         "default error",
+        "default score",
         "best trial",
         "tuned λ̂ ± SE",
         "tuned error",
+        "tuned score",
         "best settings",
     ];
     let table: Vec<Vec<String>> = rows
@@ -160,9 +166,11 @@ pub fn gallery(store: &Store, tuner: &Tuner, tuned: &Tuned, rows: &[SummaryRow],
                 r.failed.to_string(),
                 pm(r.default_llc, r.default_se),
                 num(r.default_error),
+                num(r.default_score),
                 r.best_trial.map_or("–".into(), |t| t.to_string()),
                 pm(r.best_llc, r.best_se),
                 num(r.best_error),
+                num(r.best_score),
                 r.best_params.clone(),
             ]
         })
