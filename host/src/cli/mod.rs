@@ -13,6 +13,7 @@ mod diagnose;
 mod diagnose_target;
 mod exit;
 mod format;
+mod grid;
 mod import;
 mod monitor;
 mod plugins;
@@ -24,6 +25,7 @@ mod store;
 mod targets;
 mod threads;
 mod truth;
+mod tune;
 mod workflow;
 mod workflow_task;
 

@@ -18,6 +18,7 @@ use lh_host::workflow::{self as wf, local, promote, slurm};
 
 use super::exit::Exit;
 use super::format::fmt_opt;
+use super::grid::Backend;
 use super::pool_bar::PoolBar;
 
 #[derive(clap::Args)]
@@ -36,15 +37,11 @@ enum Sub {
     Status(ExperimentArgs),
     /// Write llc_runs.csv from what is on disk now and print the summary.
     Collect(ExperimentArgs),
-}
-
-/// Where the grid runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Backend {
-    /// A pool of worker threads on this machine.
-    Local,
-    /// SLURM job arrays (sbatch), one for the targets and one for the runs.
-    Slurm,
+    /// Tune samplers' hyperparameters against a reference λ̂ (the file's `tune:`
+    /// section): a reference run per target, then a TPE search per target and
+    /// method under a fixed budget per trial; writes tune/ in the experiment's
+    /// folder (trials.csv, summary.csv, best/…ron, figures/) and prints a summary.
+    Tune(super::tune::Args),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +87,7 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         Sub::Sample(a) => exec_sample(store, a),
         Sub::Status(a) => exec_status(store, &a.experiment),
         Sub::Collect(a) => exec_collect(store, &a.experiment),
+        Sub::Tune(a) => super::tune::exec(store, a),
     }
 }
 

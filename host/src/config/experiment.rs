@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::names::is_plain_name;
 use super::parse::parse_ron;
 use super::plugin_config::Overrides;
 use super::presets::load_preset;
 use super::sections::*;
+use super::tune::TuneConfig;
 use super::workflow::WorkflowPatch;
 use crate::error::{Error, Result};
 use crate::memory;
@@ -145,6 +147,9 @@ pub struct ExperimentConfig {
     /// How `lh-host workflow sample` runs the grid (threads, SLURM resources); `--set` wins.
     #[serde(default)]
     pub workflow: WorkflowPatch,
+    /// What `lh-host workflow tune` searches (see [`TuneConfig`]); other commands ignore it.
+    #[serde(default)]
+    pub tune: Option<TuneConfig>,
 }
 
 fn default_chains() -> usize {
@@ -154,11 +159,6 @@ fn default_chains() -> usize {
 /// The seed `sample` and `run` use by default.
 fn default_seeds() -> Vec<u64> {
     vec![12345]
-}
-
-/// A tag or other name that becomes part of a file name.
-pub fn is_plain_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c)) && !s.starts_with('.')
 }
 
 /// A fully resolved target: the canonical config that names it (see [`TargetConfig::id`]).
@@ -218,6 +218,9 @@ pub fn parse_experiment(text: &str, path: &Path) -> Result<Experiment> {
         }
     }
     config.workflow.validate(&file.to_string())?;
+    if let Some(t) = &mut config.tune {
+        t.prepare(&file.to_string())?;
+    }
     let targets = config
         .targets
         .iter()

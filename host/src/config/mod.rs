@@ -12,20 +12,24 @@
 //! that names them.
 
 mod experiment;
+mod names;
 mod parse;
 mod plugin_config;
 mod presets;
 mod sections;
+mod tune;
 mod workflow;
 
 pub use self::experiment::{
-    is_plain_name, load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
+    load_experiment, parse_experiment, resolve_target, Experiment, ExperimentConfig, QuadraticConfig, QuadraticSpec, SamplerSpec, TargetConfig,
     TargetOverrides, TargetRecipe, TargetSpec,
 };
+pub use self::names::is_plain_name;
 pub use self::parse::{parse_ron, read_ron};
 pub use self::plugin_config::{resolve_config, Overrides, ResolvedConfig};
 pub use self::presets::{builtin_names, model_preset};
 pub use self::sections::{
     BetaMode, DataConfig, DataPatch, InputDist, ModelConfig, ModelPatch, Noise, PosteriorConfig, PosteriorPatch, TeacherConfig, TrainingConfig, TrainingPatch,
 };
+pub use self::tune::{MethodSpec, Param, ReferenceSpec, TuneConfig};
 pub use self::workflow::{WorkflowConfig, WorkflowPatch, WORKFLOW_KEYS};

@@ -233,6 +233,17 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 
+    /// Four draws per chain (a split of eight or nine kept draws, as a short
+    /// budgeted run gives): ArviZ's degenerate case (max_t = −1), an ESS of
+    /// mn·log₁₀(mn), where the sum used to underflow and panic.
+    #[test]
+    fn four_draws_per_chain_give_arviz_s_ess() {
+        let four = vec![vec![1.0, 2.0, 0.5, 1.5], vec![0.3, 1.2, 2.2, 0.1]];
+        assert!((ess(&four) - 8.0 * 8f64.log10()).abs() < 1e-12, "{}", ess(&four));
+        let nine: Vec<Vec<f64>> = (0..2).map(|c| (0..9).map(|t| ((t * 7 + c * 3) % 5) as f64).collect()).collect();
+        assert!(ess_bulk(&nine).is_finite() && rhat(&nine).is_finite());
+    }
+
     #[test]
     fn matches_blackjax_on_the_reference_ar1() {
         // reference_vectors.json `ess_rhat_example`: BlackJAX's ESS is ArviZ's

@@ -9,7 +9,9 @@
 //!   resolved config and key); [`state`] reads back from disk which runs are
 //!   done; [`task`] runs one entry of a plan; [`local`] runs a plan on a
 //!   worker pool here, [`slurm`] as job arrays on a cluster; [`collect`]
-//!   turns what is on disk into `llc_runs.csv`; [`promote`] makes galleries.
+//!   turns what is on disk into `llc_runs.csv`; [`promote`] makes galleries;
+//! - [`tune`] searches samplers' hyperparameters (TPE) against a reference λ̂,
+//!   each trial a planned run on the same backends.
 
 pub mod collect;
 pub mod local;
@@ -19,6 +21,7 @@ pub mod promote;
 pub mod slurm;
 pub mod state;
 pub mod task;
+pub mod tune;
 
 pub use self::pipeline::{expand, run_job, Job, JobOutcome, JobTarget};
 

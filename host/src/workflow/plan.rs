@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! key = sha256(target id, plugin name, plugin version, resolved config, seed, chains, tag,
-//!              precision, restriction (a mask by its contents' sha256))[..16]
+//!              precision, restriction (a mask by its contents' sha256), stop rule)[..16]
 //! ```
+//!
+//! (The stop rule, `--until`/`--budget`, only where a run has one: `workflow tune`'s
+//! references and trials; a run without one has the key it always had.)
 //!
 //! A sampler with `restrict: "each-layer"` is one run per layer of each
 //! target (`layer:1`, `layer:2`, …), each with its own key.
@@ -31,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::sample::plugins;
+use crate::sample::stopping::{Budget, StopRule, Until};
 use crate::store::provenance::Provenance;
 use crate::store::record::{read_record, write_record, Record};
 use crate::store::{sha256_hex, Store};
@@ -55,6 +59,10 @@ pub struct PlannedRun {
     pub target_id: String,
     /// The experiment file's `samplers[i]`.
     pub sampler: usize,
+    /// The entry of the file the run comes from when it is not `samplers[sampler]`
+    /// (`tune.methods[2]`), for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     /// The plugin's own name and version.
     pub plugin: String,
     pub plugin_version: String,
@@ -70,6 +78,31 @@ pub struct PlannedRun {
     pub config: String,
     /// sha256 of `config`, 12 hex digits.
     pub config_hash: String,
+    /// When the run stops early (`--until`, `--budget`), if it may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<PlannedStop>,
+}
+
+/// A run's stop rule as the plan keeps it: the `--until` and `--budget` texts, in their canonical form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStop {
+    pub until: Option<String>,
+    pub budget: Option<String>,
+}
+
+impl PlannedStop {
+    /// The plan's form of `rule` (`None` when it stops nothing).
+    pub fn of(rule: &StopRule) -> Option<Self> {
+        rule.is_set().then(|| Self { until: rule.until.map(|u| u.to_string()), budget: rule.budget.map(|b| b.to_string()) })
+    }
+
+    /// The rule again.
+    pub fn rule(&self) -> Result<StopRule> {
+        Ok(StopRule {
+            until: self.until.as_deref().map(str::parse::<Until>).transpose()?,
+            budget: self.budget.as_deref().map(str::parse::<Budget>).transpose()?,
+        })
+    }
 }
 
 impl PlannedRun {
@@ -138,6 +171,9 @@ pub struct KeyParts<'a> {
     pub precision: Option<Precision>,
     /// The restriction as written, or `mask:<sha256>` for a mask file.
     pub restrict: Option<String>,
+    /// Left out when absent, so that runs without one keep their keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<&'a PlannedStop>,
 }
 
 impl KeyParts<'_> {
@@ -154,6 +190,40 @@ fn restrict_for_key(r: &RestrictSpec) -> Result<String> {
         RestrictSpec::Mask(path) => format!("mask:{}", sha256_hex(&std::fs::read(path).map_err(|e| Error::io(path, e))?)),
         other => other.to_string(),
     })
+}
+
+impl PlannedRun {
+    /// Sets `key` and `config_hash` from the other fields and the runs' `precision`.
+    pub fn sealed(mut self, precision: Option<Precision>) -> Result<Self> {
+        let parts = KeyParts {
+            target_id: &self.target_id,
+            plugin: &self.plugin,
+            plugin_version: &self.plugin_version,
+            config: &self.config,
+            seed: self.seed,
+            chains: self.chains,
+            tag: self.tag.as_deref(),
+            precision,
+            restrict: self.restrict.as_ref().map(restrict_for_key).transpose()?,
+            stop: self.stop.as_ref(),
+        };
+        self.key = parts.key();
+        self.config_hash = sha256_hex(self.config.as_bytes())[..12].to_string();
+        Ok(self)
+    }
+}
+
+/// Each target of `exp` once (by id), with the file's entries that resolve to it.
+pub fn targets(exp: &Experiment) -> Vec<PlannedTarget> {
+    let mut targets: Vec<PlannedTarget> = Vec::new();
+    for (i, recipe) in exp.targets.iter().enumerate() {
+        let id = recipe_id(recipe);
+        match targets.iter_mut().find(|t| t.id == id) {
+            Some(t) => t.entries.push(i),
+            None => targets.push(PlannedTarget { id, recipe: recipe.clone(), entries: vec![i] }),
+        }
+    }
+    targets
 }
 
 /// The restrictions sampler entry `spec` stands for on `target`: `each-layer`
@@ -183,14 +253,7 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
     let file = exp.path.display().to_string();
     let cfg = &exp.config;
     crate::ensure!(!cfg.samplers.is_empty(), "{file}: `samplers` is empty: the workflow has nothing to run");
-    let mut targets: Vec<PlannedTarget> = Vec::new();
-    for (i, recipe) in exp.targets.iter().enumerate() {
-        let id = recipe_id(recipe);
-        match targets.iter_mut().find(|t| t.id == id) {
-            Some(t) => t.entries.push(i),
-            None => targets.push(PlannedTarget { id, recipe: recipe.clone(), entries: vec![i] }),
-        }
-    }
+    let targets = targets(exp);
     let mut loaded: BTreeMap<String, (String, String, PathBuf, String)> = BTreeMap::new();
     let mut samplers = Vec::new();
     for (i, s) in cfg.samplers.iter().enumerate() {
@@ -209,24 +272,13 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
         for (i, (spec, r)) in cfg.samplers.iter().zip(&samplers).enumerate() {
             let at = |e: Error| e.context(&format!("{file}: samplers[{i}]"));
             for restrict in restrictions(spec.restrict.as_ref(), target).map_err(at)? {
-                let restrict_key = restrict.as_ref().map(restrict_for_key).transpose().map_err(at)?;
                 for &seed in &cfg.seeds {
-                    let parts = KeyParts {
-                        target_id: &target.id,
-                        plugin: &r.name,
-                        plugin_version: &r.version,
-                        config: &r.config,
-                        seed,
-                        chains: cfg.chains,
-                        tag: spec.tag.as_deref(),
-                        precision: settings.precision,
-                        restrict: restrict_key.clone(),
-                    };
-                    runs.push(PlannedRun {
-                        key: parts.key(),
+                    let run = PlannedRun {
+                        key: String::new(),
                         target: t,
                         target_id: target.id.clone(),
                         sampler: i,
+                        entry: None,
                         plugin: r.name.clone(),
                         plugin_version: r.version.clone(),
                         plugin_path: absolute(&r.path)?,
@@ -235,8 +287,10 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
                         seed,
                         chains: cfg.chains,
                         config: r.config.clone(),
-                        config_hash: sha256_hex(r.config.as_bytes())[..12].to_string(),
-                    });
+                        config_hash: String::new(),
+                        stop: None,
+                    };
+                    runs.push(run.sealed(settings.precision).map_err(at)?);
                 }
             }
         }
@@ -266,7 +320,8 @@ impl Plan {
     /// (attributed to the experiment file's sampler entry, for messages).
     pub fn overrides(&self, r: usize) -> Result<Overrides> {
         let run = &self.runs[r];
-        let origin = format!("{}: samplers[{}]", self.source.display(), run.sampler);
+        let entry = run.entry.clone().unwrap_or_else(|| format!("samplers[{}]", run.sampler));
+        let origin = format!("{}: {entry}", self.source.display());
         Ok(crate::config::parse_ron::<Overrides>(&run.config, &origin)?.with_origin(origin))
     }
 
@@ -297,6 +352,7 @@ mod tests {
 
     #[test]
     fn keys_change_with_every_ingredient() {
+        let budget = PlannedStop { until: None, budget: Some("grads=100".into()) };
         let base = KeyParts {
             target_id: "tgt_a",
             plugin: "hmc",
@@ -307,6 +363,7 @@ mod tests {
             tag: None,
             precision: None,
             restrict: None,
+            stop: None,
         };
         let k = base.key();
         assert_eq!(k.len(), 16);
@@ -321,6 +378,7 @@ mod tests {
             KeyParts { tag: Some("t"), ..base.clone() },
             KeyParts { precision: Some(Precision::F32), ..base.clone() },
             KeyParts { restrict: Some("layer:1".into()), ..base.clone() },
+            KeyParts { stop: Some(&budget), ..base.clone() },
         ];
         for o in others {
             assert_ne!(k, o.key(), "{o:?}");

@@ -12,7 +12,7 @@ use super::state::{Ledger, OutcomeRecord, RunState, TaskStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::estimate::Estimate;
 use crate::progress::Monitor;
-use crate::sample::{Status, StopRule};
+use crate::sample::Status;
 use crate::store::Store;
 use crate::target;
 
@@ -88,7 +88,7 @@ pub fn run(store: &Store, plan: &Plan, r: usize, monitor: &mut dyn Monitor) -> R
         return Ok(TaskReport { status: TaskStatus::Skipped, dir: Some(f.dir.clone()), error: None, error_kind: None, llc, seconds: 0.0 });
     }
     let start = Instant::now();
-    let report = match plan.overrides(r).and_then(|o| run_job(store, &job(plan, r, o), monitor)) {
+    let report = match plan.overrides(r).and_then(|o| job(plan, r, o)).and_then(|j| run_job(store, &j, monitor)) {
         Ok(out) => {
             let dir = out.run.dir.clone();
             let mut report = TaskReport {
@@ -115,10 +115,10 @@ pub fn run(store: &Store, plan: &Plan, r: usize, monitor: &mut dyn Monitor) -> R
 }
 
 /// The job of run `r`, with `overrides` (its resolved config).
-fn job(plan: &Plan, r: usize, overrides: crate::config::Overrides) -> Job {
+fn job(plan: &Plan, r: usize, overrides: crate::config::Overrides) -> Result<Job> {
     let pr = &plan.runs[r];
     let s = &plan.settings;
-    Job {
+    Ok(Job {
         target: JobTarget::Stored(pr.target_id.clone()),
         plugin: pr.plugin_path.display().to_string(),
         overrides: vec![overrides],
@@ -134,6 +134,6 @@ fn job(plan: &Plan, r: usize, overrides: crate::config::Overrides) -> Job {
         observe: Vec::new(),
         tag: pr.tag.clone(),
         key: Some(pr.key.clone()),
-        stop: StopRule::default(),
-    }
+        stop: pr.stop.as_ref().map(|s| s.rule()).transpose()?.unwrap_or_default(),
+    })
 }

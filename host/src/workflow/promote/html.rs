@@ -61,9 +61,9 @@ var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0);
 p.textContent = bad.length === 0 ? 'all ' + imgs.length + ' images loaded'\n    : bad.length + ' of ' + imgs.length + ' images failed to load: ' + \
 bad.map(function (i) { return i.getAttribute('src'); }).join(', ');\n  p.className = bad.length === 0 ? 'ok' : 'bad';\n});\n</script>\n";
 
-/// The gallery page: the λ̂ table of `rows`, then the figures of each run,
-/// grouped by target and sampler. `link` makes a run directory relative to the page.
-pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Path) -> PathBuf) -> String {
+/// A page's head, its title and the line the image check fills in, then
+/// `links` (text, page-relative target), one paragraph each.
+fn head(title: &str, links: &[(String, PathBuf)]) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -71,6 +71,17 @@ pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Pa
         esc(title)
     );
     let _ = writeln!(h, "<h1>{}</h1>\n<p id=\"image-check\">checking images…</p>", esc(title));
+    for (text, target) in links {
+        let _ = writeln!(h, "<p><a href=\"{}\">{}</a></p>", url(target), esc(text));
+    }
+    h
+}
+
+/// The gallery page: `links` to other pages, the λ̂ table of `rows`, then the
+/// figures of each run, grouped by target and sampler. `link` makes a run
+/// directory relative to the page.
+pub fn page(title: &str, links: &[(String, PathBuf)], rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Path) -> PathBuf) -> String {
+    let mut h = head(title, links);
     h.push_str("<h2>LLC estimates</h2>\n<table>\n<tr><th>target</th><th>sampler</th><th>seed</th><th>λ̂</th><th>SE</th><th>R̂</th><th>ESS bulk</th><th>gradient evaluations</th><th>seconds</th><th>status</th><th>run</th></tr>\n");
     for r in rows {
         let run = if r.run_dir.is_empty() { "–".to_string() } else { format!("<a href=\"{}\">run</a>", url(&link(Path::new(&r.run_dir)))) };
@@ -120,6 +131,37 @@ pub fn page(title: &str, rows: &[LlcRow], shown: &[Shown<'_>], link: impl Fn(&Pa
             h.push_str("</div>\n");
         }
     }
+    h.push_str(CHECK);
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// A page of a table (`header`, `rows` of plain text) and figures (caption,
+/// page-relative path), after `links` to other pages.
+pub fn figures_page(title: &str, links: &[(String, PathBuf)], header: &[&str], rows: &[Vec<String>], figures: &[(String, PathBuf)]) -> String {
+    let mut h = head(title, links);
+    h.push_str("<table>\n<tr>");
+    for c in header {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    h.push_str("</tr>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for (i, c) in r.iter().enumerate() {
+            let _ = write!(h, "<td{}>{}</td>", if i < 2 || i + 1 == r.len() { " class=\"l\"" } else { "" }, esc(c));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n<div class=\"cards\">\n");
+    for (caption, rel) in figures {
+        let _ = writeln!(
+            h,
+            "<figure><a href=\"{src}\"><img src=\"{src}\" alt=\"{alt}\" style=\"width:840px\"></a><figcaption>{alt}</figcaption></figure>",
+            src = url(rel),
+            alt = esc(caption)
+        );
+    }
+    h.push_str("</div>\n");
     h.push_str(CHECK);
     h.push_str("</body>\n</html>\n");
     h

@@ -10,6 +10,8 @@
 //!   of each sampler on each target under a runs folder;
 //! - [`single`] (`promote single`): one named figure of the newest run of
 //!   each sampler, copied to `<outdir>/<sampler>.png`.
+//! - [`tune_page`]: `workflow tune`'s page beside an experiment's
+//!   `index.html` (`tune.html`: its summary and figures), each linking to the other.
 
 mod html;
 
@@ -76,7 +78,9 @@ pub fn experiment_gallery(store: &Store, exp: &str, rows: &[LlcRow], plots: &[St
         cards.push(Card { row: r.clone(), dir });
     }
     let outdir = store.gallery_dir(exp)?;
-    let mut out = write(&outdir, &outdir.join(GALLERY_SNIPPET), &format!("Experiment {exp}"), rows, &cards, plots)?;
+    let links: Vec<(String, PathBuf)> =
+        outdir.join(TUNE_PAGE).exists().then(|| ("Tuning: default against tuned error, figures".to_string(), PathBuf::from(TUNE_PAGE))).into_iter().collect();
+    let mut out = write(&outdir, &outdir.join(GALLERY_SNIPPET), &format!("Experiment {exp}"), &links, rows, &cards, plots)?;
     notes.append(&mut out.notes);
     out.notes = notes;
     Ok(out)
@@ -124,7 +128,28 @@ pub fn gallery(runs_root: &Path, samplers: &[String], outdir: &Path, snippet_out
     let cards = newest_runs(runs_root, samplers)?;
     let rows: Vec<LlcRow> = cards.iter().map(|c| c.row.clone()).collect();
     let snippet = snippet_out.map_or_else(|| outdir.join(GALLERY_SNIPPET), Path::to_path_buf);
-    write(outdir, &snippet, &format!("Runs in {}", runs_root.display()), &rows, &cards, plots)
+    write(outdir, &snippet, &format!("Runs in {}", runs_root.display()), &[], &rows, &cards, plots)
+}
+
+/// The page of `workflow tune` in an experiment's gallery.
+pub const TUNE_PAGE: &str = "tune.html";
+
+/// Writes `gallery/tune.html` of experiment `exp`: a table (`header`,
+/// `rows`) and `figures` (caption, file), copied into `gallery/img/tune/`;
+/// it links to the experiment's `index.html`, which links back to it.
+pub fn tune_page(store: &Store, exp: &str, header: &[&str], rows: &[Vec<String>], figures: &[(String, PathBuf)]) -> Result<PathBuf> {
+    let outdir = store.gallery_dir(exp)?;
+    let mut shown = Vec::new();
+    for (caption, src) in figures {
+        let rel = PathBuf::from("img/tune").join(src.file_name().unwrap_or_default());
+        copy_atomic(src, &outdir.join(&rel))?;
+        shown.push((caption.clone(), rel));
+    }
+    let links: Vec<(String, PathBuf)> =
+        outdir.join(GALLERY_HTML).exists().then(|| ("The experiment's runs".to_string(), PathBuf::from(GALLERY_HTML))).into_iter().collect();
+    let page = outdir.join(TUNE_PAGE);
+    write_atomic(&page, html::figures_page(&format!("Experiment {exp}: tuning"), &links, header, rows, &shown).as_bytes())?;
+    Ok(page)
 }
 
 /// `promote single`: figure `plot` of the newest complete run of each
@@ -162,7 +187,7 @@ fn copy_atomic(src: &Path, dest: &Path) -> Result<()> {
 
 /// Copies each card's figures into `outdir/img/<run id>/` and writes
 /// `index.html` there and the snippet at `snippet`.
-fn write(outdir: &Path, snippet: &Path, title: &str, rows: &[LlcRow], cards: &[Card], plots: &[String]) -> Result<GalleryOut> {
+fn write(outdir: &Path, snippet: &Path, title: &str, links: &[(String, PathBuf)], rows: &[LlcRow], cards: &[Card], plots: &[String]) -> Result<GalleryOut> {
     std::fs::create_dir_all(outdir).map_err(|e| Error::io(outdir, e))?;
     let mut notes = Vec::new();
     let mut shown = Vec::new();
@@ -182,7 +207,7 @@ fn write(outdir: &Path, snippet: &Path, title: &str, rows: &[LlcRow], cards: &[C
     }
     let figures = shown.iter().map(|s| s.figures.len()).sum();
     let page = outdir.join(GALLERY_HTML);
-    write_atomic(&page, html::page(title, rows, &shown, |dir| relative(outdir, dir)).as_bytes())?;
+    write_atomic(&page, html::page(title, links, rows, &shown, |dir| relative(outdir, dir)).as_bytes())?;
     let snippet_dir = snippet.parent().unwrap_or(Path::new("."));
     write_atomic(snippet, html::snippet(title, &shown, |rel| relative(snippet_dir, &outdir.join(rel))).as_bytes())?;
     Ok(GalleryOut { html: page, snippet: snippet.to_path_buf(), figures, notes })

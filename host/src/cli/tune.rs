@@ -1,0 +1,185 @@
+//! `lh-host workflow tune`: the `tune:` section of an experiment file — a
+//! reference λ̂ per target, then a TPE search per target and method — on the
+//! local pool or SLURM, resumably; prints the references, each round and a
+//! summary of default against tuned error.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use lh_host::backend::cpu::default_threads;
+use lh_host::config::{self, WorkflowPatch};
+use lh_host::store::lock::FileLock;
+use lh_host::store::Store;
+use lh_host::target;
+use lh_host::workflow::state::{Ledger, RunState};
+use lh_host::workflow::tune::{self, figures, reference::Reference, report, trials, Tuner};
+use lh_host::workflow::{self as wf, local, slurm};
+
+use super::exit::Exit;
+use super::format::fmt_opt;
+use super::grid::{Backend, PlanRunner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Experiment file (RON) with `targets` and a `tune: (…)` section.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where the references and trials run.
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+    /// Runs at once on the local pool (default: as many as fit the cores at
+    /// `workflow.threads` each).
+    #[arg(long, value_parser = super::threads::parse)]
+    jobs: Option<usize>,
+    /// A workflow setting, repeatable (as `workflow sample --set`: threads, device,
+    /// precision, checkpoint_every, and the SLURM ones).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print the problems, the references and where each study stands, and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Tune against references that did not meet `until` within their budget.
+    #[arg(long)]
+    force_reference: bool,
+}
+
+pub fn exec(store: &Store, a: Args) -> Result<Exit> {
+    if a.backend == Backend::Slurm && a.jobs.is_some() {
+        anyhow::bail!("--jobs is for --backend local; on SLURM, --set throttle=K limits how many tasks run at once");
+    }
+    let exp = config::load_experiment(&a.config)?;
+    let sets = a.sets.iter().map(|s| WorkflowPatch::from_set(s)).collect::<lh_host::error::Result<Vec<_>>>()?;
+    let settings = wf::settings(&exp, &sets)?;
+    let (jobs, threads) = match a.backend {
+        Backend::Local => {
+            let s = local::shape(default_threads()?, a.jobs, settings.threads, usize::MAX)?;
+            (s.jobs, s.threads)
+        }
+        Backend::Slurm => (0, slurm::threads(&settings)),
+    };
+    let tuner = Tuner::prepare(store, &exp, settings, threads)?;
+    if a.dry_run {
+        print_plan(store, &tuner, jobs)?;
+        return Ok(Exit::Success);
+    }
+    let lock_path = store.experiment_lock_path(&tuner.experiment)?;
+    let _lock = match FileLock::try_acquire(&lock_path)? {
+        Ok(lock) => lock,
+        Err(holder) => anyhow::bail!("experiment `{}` is being run by {holder} ({}): wait for it", tuner.experiment, lock_path.display()),
+    };
+    super::signals::install();
+    if a.backend == Backend::Local {
+        outln!("experiment `{}`: tuning on {jobs} job(s) × {threads} thread(s)", tuner.experiment);
+    }
+    let mut runner = PlanRunner { store, backend: a.backend, jobs };
+    let Some(tuned) = tune::run(store, &tuner, a.force_reference, &mut runner)? else {
+        outln!("stopped: what finished is in {}; the same command goes on from there", tuner.dir(store)?.join("trials.csv").display());
+        return Ok(Exit::unless_interrupted(Exit::Success));
+    };
+    let rows = report::write(store, &tuner, &tuned)?;
+    let figs = figures::write(store, &tuner, &tuned)?;
+    let page = report::gallery(store, &tuner, &tuned, &rows, &figs)?;
+    print_summary(&tuned.references, &rows);
+    let dir = tuner.dir(store)?;
+    outln!("wrote {} (trials.csv, summary.csv, best/, {} figure(s) in figures/) and {}", dir.display(), figs.len(), page.display());
+    Ok(Exit::unless_interrupted(Exit::Success))
+}
+
+/// The references and the default-against-tuned table.
+fn print_summary(refs: &[Reference], rows: &[report::SummaryRow]) {
+    for r in refs {
+        outln!("reference of {}: λ̂ = {}", r.problem, r.describe());
+    }
+    // λ̂ carries a combining mark: one char more than it displays. The best trial is
+    // the one of lowest score √(error² + SE²), not always of lowest error.
+    outln!(
+        "{:<16}  {:<12}  {:>9}  {:>20}  {:>8}  {:>8}  {:>5}  {:>20}  {:>8}  {:>8}  best settings",
+        "target",
+        "method",
+        "trials",
+        "default λ̂ ± SE",
+        "error",
+        "score",
+        "best",
+        "tuned λ̂ ± SE",
+        "error",
+        "score"
+    );
+    let pm = |l: Option<f64>, se: Option<f64>| match (l, se) {
+        (Some(l), Some(se)) => format!("{l:.4} ± {se:.4}"),
+        _ => "-".into(),
+    };
+    for r in rows {
+        let failed = if r.failed > 0 { format!(" ({} failed)", r.failed) } else { String::new() };
+        outln!(
+            "{:<16}  {:<12}  {:>9}  {:>19}  {:>8}  {:>8}  {:>5}  {:>19}  {:>8}  {:>8}  {}",
+            r.problem,
+            r.method,
+            format!("{}{failed}", r.trials),
+            pm(r.default_llc, r.default_se),
+            fmt_opt(r.default_error, 4),
+            fmt_opt(r.default_score, 4),
+            r.best_trial.map_or("-".into(), |t| t.to_string()),
+            pm(r.best_llc, r.best_se),
+            fmt_opt(r.best_error, 4),
+            fmt_opt(r.best_score, 4),
+            r.best_params
+        );
+    }
+}
+
+/// `--dry-run`: the problems, the reference runs and the studies, and where each stands.
+fn print_plan(store: &Store, tuner: &Tuner, jobs: usize) -> Result<()> {
+    let cfg = &tuner.config;
+    outln!(
+        "tune of experiment `{}`: {} problem(s) × {} method(s), {} trials each ({} random, then TPE {} at a time), budget {} per trial",
+        tuner.experiment,
+        tuner.problems.len(),
+        tuner.methods.len(),
+        cfg.trials,
+        cfg.startup,
+        cfg.parallel,
+        cfg.budget
+    );
+    if jobs > 0 {
+        outln!("local pool: {jobs} job(s)");
+    }
+    let ledger = Ledger::scan(store, &tuner.experiment)?;
+    let refs_plan = tuner.reference_plan()?;
+    let rows = trials::read(&tuner.dir(store)?.join("trials.csv"))?;
+    for (p, run) in refs_plan.runs.iter().enumerate() {
+        let stored = if target::find(store, &tuner.problems[p].id)?.is_some() { "stored" } else { "to build" };
+        let state = match ledger.state_in(store, &tuner.experiment, &run.key) {
+            RunState::Done(f) => format!("done ({})", f.dir.display()),
+            other => other.word().to_string(),
+        };
+        outln!(
+            "problem {} ({stored}): reference {} until {}, budget {}, key {}: {state}",
+            run.target_id,
+            run.plugin,
+            cfg.reference.until,
+            cfg.reference.budget,
+            run.key
+        );
+    }
+    for m in &tuner.methods {
+        let space: Vec<String> = m.spec.space.iter().map(|(k, p)| format!("{k}: {}", ron::to_string(p).unwrap_or_else(|_| format!("{p:?}")))).collect();
+        outln!("method {} (plugin {} {}): {}", m.name(), m.plugin.name, m.plugin.version, space.join(", "));
+    }
+    match tuner.references(store, &refs_plan) {
+        Ok(refs) => {
+            for st in tuner.studies(&refs, &rows) {
+                outln!(
+                    "study {} ({} on {}): {} of {} trials recorded",
+                    st.id,
+                    tuner.methods[st.method].name(),
+                    refs[st.problem].problem,
+                    st.rows.len(),
+                    cfg.trials
+                );
+            }
+        }
+        Err(_) => outln!("studies: they start once every reference is done"),
+    }
+    Ok(())
+}
