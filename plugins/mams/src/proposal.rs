@@ -46,9 +46,17 @@ pub fn rescale(mu: f64) -> f64 {
     }
 }
 
-/// The number of integration steps for a uniform draw `u` and mean μ = L/ε.
+/// The most integration steps one transition takes on average: μ = L/ε is
+/// capped here (BlackJAX does not cap it). A larger μ means the step size
+/// collapsed (dual averaging after divergences, say); uncapped, one
+/// transition could run for hours and never let the run honour a budget or a
+/// stop request, which are checked between draws.
+pub const MAX_MEAN_STEPS: f64 = 1024.0;
+
+/// The number of integration steps for a uniform draw `u` and mean μ = L/ε
+/// (μ at most [`MAX_MEAN_STEPS`]).
 pub fn num_steps(u: f64, mu: f64) -> usize {
-    (u * rescale(mu)).ceil().max(0.0) as usize
+    (u * rescale(mu.min(MAX_MEAN_STEPS))).ceil().max(0.0) as usize
 }
 
 /// A chain's state.
@@ -218,6 +226,15 @@ impl Transition {
 mod tests {
     use super::*;
     use lh_mcmc_common::testing::{floats as v, reference_vectors_2 as reference};
+
+    /// A collapsed step size cannot make one transition endless.
+    #[test]
+    fn steps_are_capped() {
+        for mu in [2048.0, 1e12, f64::INFINITY] {
+            let n = num_steps(0.999_999, mu);
+            assert!((1..=2 * MAX_MEAN_STEPS as usize).contains(&n), "μ = {mu}: {n} steps");
+        }
+    }
 
     #[test]
     fn num_steps_match_blackjax() {
