@@ -36,13 +36,14 @@ fn mcmc_plugins_run_until_converged() {
 fn a_budget_ends_a_run_that_does_not_converge() {
     let h = Home::new();
     let (id, _) = quadratic_target(&h);
-    let m = sample(&h, &id, "hmc", &["--until", "rhat=1.0000001,ess=1e9", "--budget", "grads=3000"]);
+    // 100 warm-up draws of 10 steps: kept draws come before the budget is spent.
+    let m = sample(&h, &id, "hmc", &["--set", "warmup=100", "--until", "rhat=1.0000001,ess=1e9", "--budget", "grads=3000"]);
     assert_eq!(m["status"], "complete");
     assert_eq!(m["stop"]["outcome"], "budget exhausted");
     let grads = m["work"]["grad_evals_fge"].as_f64().unwrap();
     assert!((3000.0..3011.0).contains(&grads), "{grads}");
     // A budget alone stops a plugin's own draw count early too.
-    let m = sample(&h, &id, "hmc", &["--budget", "grads=2000"]);
+    let m = sample(&h, &id, "hmc", &["--set", "warmup=100", "--budget", "grads=2000"]);
     assert_eq!((m["status"].as_str(), m["stop"]["outcome"].as_str()), (Some("complete"), Some("budget exhausted")));
     assert!(m["stop"]["until"].is_null());
     // A budget spent in warm-up leaves nothing to estimate from: incomplete, no λ̂.
