@@ -145,8 +145,9 @@ pub fn execute(store: &Store, req: Request<'_>, monitor: &mut dyn Monitor) -> Re
     };
     let (draws, plan) = recorder.recorded();
     // A run the stop rule ended (converged, or its budget spent) did what was asked: complete,
-    // provided it has draws after burn-in to estimate from (a budget spent in warm-up is not).
-    let complete = draws > 0 && plan.is_some_and(|p| draws == p.draws || (recorder.stopped_by_rule() && draws > p.burn_in));
+    // even when the budget ran out in warm-up and left no λ̂ (running it again would do the same;
+    // a workflow redoes incomplete runs).
+    let complete = recorder.stopped_by_rule() || (draws > 0 && plan.is_some_and(|p| draws == p.draws));
     let (status, error, summary) = match result {
         Ok(s) if complete => (Status::Complete, None, Some(s)),
         Ok(s) => (Status::Incomplete, None, Some(s)),
