@@ -3,62 +3,30 @@
 //! local pool or SLURM, resumably; prints the references, each round and a
 //! summary of default against tuned error.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use lh_host::backend::cpu::default_threads;
-use lh_host::config::{self, WorkflowPatch};
 use lh_host::store::lock::FileLock;
 use lh_host::store::Store;
 use lh_host::target;
 use lh_host::workflow::state::{Ledger, RunState};
 use lh_host::workflow::tune::{self, figures, reference::Reference, report, trials, Tuner};
-use lh_host::workflow::{self as wf, local, slurm};
 
 use super::exit::Exit;
 use super::format::fmt_opt;
-use super::grid::{Backend, PlanRunner};
+use super::grid::{Backend, Grid, GridArgs, PlanRunner};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Experiment file (RON) with `targets` and a `tune: (…)` section.
-    #[arg(long)]
-    config: PathBuf,
-    /// Where the references and trials run.
-    #[arg(long, value_enum, default_value_t = Backend::Local)]
-    backend: Backend,
-    /// Runs at once on the local pool (default: as many as fit the cores at
-    /// `workflow.threads` each).
-    #[arg(long, value_parser = super::threads::parse)]
-    jobs: Option<usize>,
-    /// A workflow setting, repeatable (as `workflow sample --set`: threads, device,
-    /// precision, checkpoint_every, and the SLURM ones).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Print the problems, the references and where each study stands, and stop.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    grid: GridArgs,
     /// Tune against references that did not meet `until` within their budget.
     #[arg(long)]
     force_reference: bool,
 }
 
 pub fn exec(store: &Store, a: Args) -> Result<Exit> {
-    if a.backend == Backend::Slurm && a.jobs.is_some() {
-        anyhow::bail!("--jobs is for --backend local; on SLURM, --set throttle=K limits how many tasks run at once");
-    }
-    let exp = config::load_experiment(&a.config)?;
-    let sets = a.sets.iter().map(|s| WorkflowPatch::from_set(s)).collect::<lh_host::error::Result<Vec<_>>>()?;
-    let settings = wf::settings(&exp, &sets)?;
-    let (jobs, threads) = match a.backend {
-        Backend::Local => {
-            let s = local::shape(default_threads()?, a.jobs, settings.threads, usize::MAX)?;
-            (s.jobs, s.threads)
-        }
-        Backend::Slurm => (0, slurm::threads(&settings)),
-    };
+    let Grid { exp, settings, jobs, threads } = a.grid.load(|_| usize::MAX)?;
     let tuner = Tuner::prepare(store, &exp, settings, threads)?;
-    if a.dry_run {
+    if a.grid.dry_run {
         print_plan(store, &tuner, jobs)?;
         return Ok(Exit::Success);
     }
@@ -68,10 +36,10 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
         Err(holder) => anyhow::bail!("experiment `{}` is being run by {holder} ({}): wait for it", tuner.experiment, lock_path.display()),
     };
     super::signals::install();
-    if a.backend == Backend::Local {
+    if a.grid.backend == Backend::Local {
         outln!("experiment `{}`: tuning on {jobs} job(s) × {threads} thread(s)", tuner.experiment);
     }
-    let mut runner = PlanRunner { store, backend: a.backend, jobs };
+    let mut runner = PlanRunner { store, backend: a.grid.backend, jobs };
     let Some(tuned) = tune::run(store, &tuner, a.force_reference, &mut runner)? else {
         outln!("stopped: what finished is in {}; the same command goes on from there", tuner.dir(store)?.join("trials.csv").display());
         return Ok(Exit::unless_interrupted(Exit::Success));

@@ -2,11 +2,9 @@
 //! (targets × samplers × seeds) on a local worker pool or as SLURM job
 //! arrays; where its runs stand; and `llc_runs.csv` from what is on disk.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
-use lh_host::backend::cpu::default_threads;
-use lh_host::config::{self, WorkflowPatch};
 use lh_host::store::layout::LLC_RUNS_CSV;
 use lh_host::store::lock::FileLock;
 use lh_host::store::Store;
@@ -14,11 +12,11 @@ use lh_host::target;
 use lh_host::workflow::collect::{self, Counts, LlcRow};
 use lh_host::workflow::plan::{self, Plan};
 use lh_host::workflow::state::{Ledger, RunState};
-use lh_host::workflow::{self as wf, local, promote, slurm};
+use lh_host::workflow::{local, promote, slurm};
 
 use super::exit::Exit;
 use super::format::fmt_opt;
-use super::grid::Backend;
+use super::grid::{Backend, Grid, GridArgs};
 use super::pool_bar::PoolBar;
 
 #[derive(clap::Args)]
@@ -46,25 +44,8 @@ enum Sub {
 
 #[derive(clap::Args)]
 struct SampleArgs {
-    /// Experiment file (RON) with `targets`, `samplers`, `seeds` and `chains`.
-    #[arg(long)]
-    config: PathBuf,
-    /// Where the grid runs.
-    #[arg(long, value_enum, default_value_t = Backend::Local)]
-    backend: Backend,
-    /// Jobs at once on the local pool (default: as many as fit the cores at
-    /// `workflow.threads` each; jobs × threads never exceeds the cores).
-    #[arg(long, value_parser = super::threads::parse)]
-    jobs: Option<usize>,
-    /// A workflow setting, repeatable: threads, device, precision, checkpoint_every,
-    /// and for SLURM partition, walltime, cpus, mem, gpus, throttle, poll (e.g.
-    /// --set walltime=04:00:00); wins over the file's `workflow:` section.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Print the plan (targets, runs, which are done; for SLURM the sbatch commands
-    /// and job script) and stop.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    grid: GridArgs,
     /// Then diagnose every run (Stage C) and write the experiment's gallery (gallery/index.html).
     #[arg(long)]
     promote: bool,
@@ -92,29 +73,17 @@ pub fn exec(store: &Store, a: Args) -> Result<Exit> {
 }
 
 fn exec_sample(store: &Store, a: SampleArgs) -> Result<Exit> {
-    match (a.backend, a.jobs.is_some(), a.no_wait) {
-        (Backend::Slurm, true, _) => anyhow::bail!("--jobs is for --backend local; on SLURM, --set throttle=K limits how many tasks run at once"),
-        (Backend::Local, _, true) => anyhow::bail!("--no-wait is for --backend slurm (a local workflow runs here, to the end)"),
-        _ => {}
+    if a.grid.backend == Backend::Local && a.no_wait {
+        anyhow::bail!("--no-wait is for --backend slurm (a local workflow runs here, to the end)");
     }
-    let exp = config::load_experiment(&a.config)?;
-    let sets = a.sets.iter().map(|s| WorkflowPatch::from_set(s)).collect::<lh_host::error::Result<Vec<_>>>()?;
-    let settings = wf::settings(&exp, &sets)?;
-    let grid = exp.targets.len() * exp.config.samplers.len() * exp.config.seeds.len();
-    let (jobs, threads) = match a.backend {
-        Backend::Local => {
-            let s = local::shape(default_threads()?, a.jobs, settings.threads, grid)?;
-            (s.jobs, s.threads)
-        }
-        Backend::Slurm => (0, slurm::threads(&settings)),
-    };
+    let Grid { exp, settings, jobs, threads } = a.grid.load(|exp| exp.targets.len() * exp.config.samplers.len() * exp.config.seeds.len())?;
     let plots = promote::plot_names(&a.promote_plots)?;
     let plan = plan::make(store, &exp, settings, threads, a.promote)?;
     let ledger = Ledger::scan(store, &plan.experiment)?;
     let todo: Vec<usize> = (0..plan.runs.len()).filter(|&r| !matches!(state(store, &plan, &ledger, r), RunState::Done(_))).collect();
-    if a.dry_run {
-        print_plan(store, &plan, &ledger, &a.config, jobs)?;
-        if a.backend == Backend::Slurm {
+    if a.grid.dry_run {
+        print_plan(store, &plan, &ledger, &a.grid.config, jobs)?;
+        if a.grid.backend == Backend::Slurm {
             let sub = slurm::Submission::prepare(store, &plan, &todo)?;
             outln!("\nsbatch commands (nothing submitted):");
             for cmd in sub.commands("<targets job id>") {
@@ -136,12 +105,12 @@ fn exec_sample(store: &Store, a: SampleArgs) -> Result<Exit> {
         plan.targets.len(),
         plan.runs.len(),
         plan.runs.len() - todo.len(),
-        match a.backend {
+        match a.grid.backend {
             Backend::Local => format!("; {jobs} job(s) × {threads} thread(s)"),
             Backend::Slurm => String::new(),
         }
     );
-    let interrupted = match a.backend {
+    let interrupted = match a.grid.backend {
         Backend::Local => {
             let bar = PoolBar::new(&plan, local::needed_targets(&plan, &todo).len() + todo.len());
             local::run(store, &plan, &todo, jobs, &bar);
