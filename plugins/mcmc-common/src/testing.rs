@@ -46,6 +46,13 @@ impl Gaussian {
         Self { mean, cov, precision }
     }
 
+    /// The plugins' correlated test Gaussian: D = 10, means −4.5 … 4.5, scales
+    /// 0.5 to 2 (geometric), neighbour correlation 0.7.
+    pub fn correlated_10d() -> Self {
+        let scales: Vec<f64> = (0..10).map(|i| 0.5 * 4f64.powf(i as f64 / 9.0)).collect();
+        Self::ar1((0..10).map(|i| i as f64 - 4.5).collect(), &scales, 0.7)
+    }
+
     /// Mean `mean` and a symmetric positive definite covariance `cov` (D × D, row by row).
     pub fn with_covariance(mean: Vec<f64>, cov: Vec<f64>) -> Self {
         let d = mean.len();

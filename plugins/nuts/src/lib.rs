@@ -330,8 +330,7 @@ mod tests {
     /// A correlated 10-D Gaussian: scales 0.5 to 2, neighbour correlation 0.7.
     #[test]
     fn moments_of_a_correlated_gaussian() {
-        let scales: Vec<f64> = (0..10).map(|i| 0.5 * 4f64.powf(i as f64 / 9.0)).collect();
-        let acc = check_moments(Gaussian::ar1((0..10).map(|i| i as f64 - 4.5).collect(), &scales, 0.7), 11);
+        let acc = check_moments(Gaussian::correlated_10d(), 11);
         eprintln!("mean acceptance {acc:.3}");
         assert!((0.75..0.98).contains(&acc), "mean acceptance {acc}");
     }
@@ -339,8 +338,7 @@ mod tests {
     /// The same 10-D Gaussian with the low-rank plus diagonal mass matrix.
     #[test]
     fn moments_of_a_correlated_gaussian_low_rank() {
-        let scales: Vec<f64> = (0..10).map(|i| 0.5 * 4f64.powf(i as f64 / 9.0)).collect();
-        let acc = check_moments_with(Gaussian::ar1((0..10).map(|i| i as f64 - 4.5).collect(), &scales, 0.7), 11, MassMatrix::LowRank);
+        let acc = check_moments_with(Gaussian::correlated_10d(), 11, MassMatrix::LowRank);
         eprintln!("mean acceptance {acc:.3}");
         assert!((0.75..0.98).contains(&acc), "mean acceptance {acc}");
     }
