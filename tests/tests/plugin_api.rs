@@ -32,7 +32,7 @@ fn the_readme_walkthrough_builds_and_runs() {
     std::fs::write(krate.join("src/lib.rs"), lib).unwrap();
     let api = repo().join("plugin-api");
     let toml = toml.replace("path = \"../lambda-hat/plugin-api\"", &format!("path = {:?}", api.display().to_string()));
-    let profiles = "\n[workspace]\n\n[profile.dev]\nopt-level = 1\n\n[profile.dev.package.\"*\"]\nopt-level = 2\n";
+    let profiles = "\n[workspace]\n\n[profile.dev]\nopt-level = 1\ndebug = \"line-tables-only\"\n\n[profile.dev.package.\"*\"]\nopt-level = 2\ndebug = false\n";
     std::fs::write(krate.join("Cargo.toml"), toml + profiles).unwrap();
     std::fs::copy(repo().join("plugins/example-rwm/Cargo.lock"), krate.join("Cargo.lock")).unwrap();
     let so = lh_tests::build_plugin_crate(&krate, "lh_sampler_mala");
