@@ -211,6 +211,35 @@ fn a_restricted_sampler_is_one_run_per_layer_with_its_own_key() {
 }
 
 #[test]
+fn an_entry_with_until_and_budget_stops_by_its_rule_and_says_so() {
+    let h = Home::new();
+    // The same HMC three ways: no rule; run until R̂ ≤ 1.1 and bulk ESS ≥ 50 (the tiny
+    // target gets there in a few hundred draws, far below the budget); a budget only.
+    let exp = r#"(name: "u", training: (steps: 100), chains: 2, seeds: [1],
+        targets: [(model: "small", data: "small", seed: 1)],
+        samplers: [(plugin: "hmc", overrides: (draws: 60, warmup: 30)),
+                   (plugin: "hmc", overrides: (warmup: 30), tag: "until", until: "rhat=1.1,ess=50", budget: "grads=200000"),
+                   (plugin: "hmc", overrides: (warmup: 30), tag: "budget", budget: "grads=1500")])"#;
+    let path = h.write("u.ron", exp);
+    let out = h.ok(&["workflow", "sample", "--config", &path]);
+    assert!(out.contains("3 runs: 3 complete"), "{out}");
+    let rows = llc_csv(&h, "u");
+    let stops: Vec<&str> = rows.iter().map(|r| r["stop"].as_str()).collect();
+    assert_eq!(stops, ["", "converged", "budget exhausted"], "{rows:?}");
+    let m = manifest(Path::new(&rows[1]["run_dir"]));
+    assert_eq!((m["stop"]["until"].as_str(), m["stop"]["budget"].as_str()), (Some("rhat=1.1,ess=50"), Some("grads=200000")), "{m}");
+    assert!(m["stop"]["rhat"].as_f64().unwrap() <= 1.1 && m["stop"]["ess_bulk"].as_f64().unwrap() >= 50.0, "{m}");
+    let grads = |r: &BTreeMap<String, String>| r["grad_evals"].parse::<f64>().unwrap();
+    assert!(grads(&rows[1]) < 200_000.0, "{rows:?}");
+    assert!((1500.0..1600.0).contains(&grads(&rows[2])), "the budget ends the run within a draw of it: {rows:?}");
+    // The rule is part of the run key: dropping it from an entry makes a new run.
+    assert_eq!(rows.iter().map(|r| &r["key"]).collect::<BTreeSet<_>>().len(), 3);
+    let plain = h.write("u.ron", &exp.replace(r#", budget: "grads=1500""#, ""));
+    let dry = h.ok(&["workflow", "sample", "--config", &plain, "--dry-run"]);
+    assert!(dry.contains("3 runs: 2 done, 1 to run"), "{dry}");
+}
+
+#[test]
 fn racing_workflows_build_a_shared_target_once() {
     let h = Home::new();
     let exp = |name: &str| {
@@ -248,6 +277,8 @@ fn bad_grids_and_settings_are_refused_by_file_and_key() {
         ("part.ron", grid(r#"(plugin: "hmc")"#, r#", workflow: (partition: "debug; rm -rf ~")"#), vec!["part.ron", "workflow.partition"]),
         ("time.ron", grid(r#"(plugin: "hmc")"#, ", workflow: (walltime: \"1:00\\n$(id)\")"), vec!["time.ron", "workflow.walltime", "\\n$(id)"]),
         ("empty.ron", grid("", ""), vec!["`samplers` is empty"]),
+        ("until.ron", grid(r#"(plugin: "hmc", until: "rhat=1.01")"#, ""), vec!["until.ron", "samplers[0] (`hmc`)", "`until` needs a `budget`"]),
+        ("budget.ron", grid(r#"(plugin: "hmc", until: "ess=100", budget: "lots")"#, ""), vec!["budget.ron", "samplers[0] (`hmc`)", "`budget`"]),
     ];
     for (name, text, wants) in &cases {
         let path = h.write(name, text);

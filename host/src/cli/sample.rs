@@ -234,9 +234,8 @@ fn print_outcome(outcome: JobOutcome, restricted: &mut Vec<(String, Estimate)>) 
     if let Some(s) = &m.stop {
         let fig = |v: Option<f64>, f: fn(f64) -> String| v.map_or("n/a".to_string(), f);
         let how = match s.outcome {
-            Some(StopOutcome::Converged) => "converged",
-            Some(StopOutcome::BudgetExhausted) => "budget exhausted",
             Some(StopOutcome::DrawsExhausted) => "the plugin's draws ran out first",
+            Some(o) => o.as_str(),
             None => "interrupted",
         };
         outln!(

@@ -109,6 +109,12 @@ pub struct SamplerSpec {
     /// `"W1,b1"`, `"each-layer"`, or a `.npy` mask, relative to the experiment file).
     #[serde(default)]
     pub restrict: Option<RestrictSpec>,
+    /// Run until converged, as `--until` (`"rhat=1.01,ess=400"`); needs `budget`.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// The most each run may spend, as `--budget` (`"grads=20000"` per chain, `"time=30m"`).
+    #[serde(default)]
+    pub budget: Option<String>,
 }
 
 impl SamplerSpec {

@@ -134,6 +134,17 @@ pub enum Outcome {
     DrawsExhausted,
 }
 
+impl Outcome {
+    /// Its name in the manifest and in `llc_runs.csv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Converged => "converged",
+            Outcome::BudgetExhausted => "budget exhausted",
+            Outcome::DrawsExhausted => "draws exhausted",
+        }
+    }
+}
+
 /// The manifest's record of a run's stop rule and how it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StopReport {

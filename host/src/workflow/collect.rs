@@ -36,6 +36,9 @@ pub struct LlcRow {
     pub wall_s: Option<f64>,
     /// `complete`, `incomplete`, `failed` or `not_run`.
     pub status: String,
+    /// How a run with a stop rule (`until`, `budget`) ended: `converged`,
+    /// `budget exhausted` or `draws exhausted`; empty otherwise.
+    pub stop: String,
     pub run_dir: String,
     pub key: String,
     pub error: String,
@@ -59,6 +62,7 @@ impl LlcRow {
             grad_evals: Some(m.work.grad_evals_fge),
             wall_s: Some(m.seconds()),
             status: status.to_string(),
+            stop: m.stop.as_ref().and_then(|s| s.outcome).map(|o| o.as_str().to_string()).unwrap_or_default(),
             run_dir: dir.display().to_string(),
             key: m.job_key.clone().unwrap_or_default(),
             error: m.error.clone().unwrap_or_default(),
@@ -93,6 +97,7 @@ pub fn rows(store: &Store, plan: &Plan) -> Result<Vec<LlcRow>> {
                 grad_evals: None,
                 wall_s: None,
                 status: status.to_string(),
+                stop: String::new(),
                 run_dir: dir.map(|d| d.display().to_string()).unwrap_or_default(),
                 key: r.key.clone(),
                 error,

@@ -9,8 +9,9 @@
 //!              precision, restriction (a mask by its contents' sha256), stop rule)[..16]
 //! ```
 //!
-//! (The stop rule, `--until`/`--budget`, only where a run has one: `workflow tune`'s
-//! references and trials; a run without one has the key it always had.)
+//! (The stop rule, `--until`/`--budget`, only where a run has one: a sampler entry's
+//! `until`/`budget`, `workflow tune`'s references and trials; a run without one has
+//! the key it always had.)
 //!
 //! A sampler with `restrict: "each-layer"` is one run per layer of each
 //! target (`layer:1`, `layer:2`, …), each with its own key.
@@ -244,6 +245,24 @@ struct Resolved {
     version: String,
     path: PathBuf,
     config: String,
+    stop: Option<PlannedStop>,
+}
+
+impl PlannedStop {
+    /// An experiment entry's `until` and `budget` texts, checked (`until` needs a
+    /// budget, so that a run that does not converge still ends).
+    fn parse(until: Option<&str>, budget: Option<&str>) -> Result<Option<Self>> {
+        let at = |field: &'static str| move |e: Error| Error::invalid(format!("`{field}`: {e}"));
+        let rule = StopRule {
+            until: until.map(str::parse::<Until>).transpose().map_err(at("until"))?,
+            budget: budget.map(str::parse::<Budget>).transpose().map_err(at("budget"))?,
+        };
+        crate::ensure!(
+            rule.until.is_none() || rule.budget.is_some(),
+            "`until` needs a `budget` (\"grads=N\" or \"time=DURATION\"), so that a run that does not converge still ends"
+        );
+        Ok(Self::of(&rule))
+    }
 }
 
 /// Makes the plan of experiment `exp` with `settings` and `threads` per job:
@@ -265,7 +284,8 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
         }
         let (name, version, path, defaults) = loaded[&s.plugin].clone();
         let config = resolve_config(&defaults, &name, std::slice::from_ref(&s.overrides))?.text;
-        samplers.push(Resolved { name, version, path, config });
+        let stop = PlannedStop::parse(s.until.as_deref(), s.budget.as_deref()).map_err(at)?;
+        samplers.push(Resolved { name, version, path, config, stop });
     }
     let mut runs = Vec::new();
     for (t, target) in targets.iter().enumerate() {
@@ -288,7 +308,7 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
                         chains: cfg.chains,
                         config: r.config.clone(),
                         config_hash: String::new(),
-                        stop: None,
+                        stop: r.stop.clone(),
                     };
                     runs.push(run.sealed(settings.precision).map_err(at)?);
                 }
