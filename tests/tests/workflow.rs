@@ -575,3 +575,37 @@ fn slurm_detects_a_dependency_that_can_never_be_satisfied() {
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("training diverged"), "{text}");
 }
+
+#[test]
+fn slurm_time_limit_kills_a_run_that_is_checkpointed_and_redone() {
+    if !slurm_up() {
+        return;
+    }
+    let h = Home::new();
+    // A quick run and one far too long for a one-minute walltime: SLURM sends the
+    // long one SIGTERM at its time limit (SIGKILL 5 s later, KillWait in
+    // .ci/local-slurm); it stops after the current draw and keeps its draws.
+    let exp = r#"(name: "tl", training: (steps: 100), chains: 2, seeds: [1],
+        targets: [(model: "small", data: "small", seed: 1)],
+        samplers: [(plugin: "hmc", overrides: (draws: 50, warmup: 20)),
+                   (plugin: "hmc", overrides: (draws: 1000000, warmup: 20), tag: "long")])"#;
+    let path = h.write("tl.ron", exp);
+    let t = Instant::now();
+    let r = h.run(&["workflow", "sample", "--config", &path, "--backend", "slurm", "--set", "walltime=00:01:00", "--set", "poll=0.5"]);
+    eprintln!("time-limited SLURM grid: {:.1} s", t.elapsed().as_secs_f64());
+    // Cut short is not failed: the grid exits 0 and says so; the next workflow redoes it.
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("2 runs: 1 complete, 1 incomplete, 0 failed"), "{}", r.stdout);
+    let rows = llc_csv(&h, "tl");
+    assert_eq!(rows[1]["tag"], "long");
+    assert_eq!(rows[1]["status"], "incomplete", "{rows:?}");
+    let m = manifest(Path::new(&rows[1]["run_dir"]));
+    assert_eq!(m["status"], "incomplete", "{m}");
+    assert!(m["draws"].as_u64().unwrap() > 20, "the draws before the time limit are kept: {m}");
+    assert_runs_whole(&h, "tl");
+    // The next workflow skips the finished run and redoes the cut one.
+    let dry = h.ok(&["workflow", "sample", "--config", &path, "--backend", "slurm", "--dry-run"]);
+    let line = |key: &str| dry.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_else(|| panic!("{dry}")).to_string();
+    assert!(line(&rows[0]["key"]).contains("done: skipped"), "{dry}");
+    assert!(line(&rows[1]["key"]).contains("incomplete: redone"), "{dry}");
+}
