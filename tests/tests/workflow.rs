@@ -229,6 +229,9 @@ fn an_entry_with_until_and_budget_stops_by_its_rule_and_says_so() {
     let m = manifest(Path::new(&rows[1]["run_dir"]));
     assert_eq!((m["stop"]["until"].as_str(), m["stop"]["budget"].as_str()), (Some("rhat=1.1,ess=50"), Some("grads=200000")), "{m}");
     assert!(m["stop"]["rhat"].as_f64().unwrap() <= 1.1 && m["stop"]["ess_bulk"].as_f64().unwrap() >= 50.0, "{m}");
+    // `until` raises the plugin's `draws` (as `sample --until`), so the rule ends the run, not the draw count.
+    assert!(m["config"].as_str().unwrap().contains("draws: 1000000,"), "{m}");
+    assert!(manifest(Path::new(&rows[2]["run_dir"]))["config"].as_str().unwrap().contains("draws: 1000,"));
     let grads = |r: &BTreeMap<String, String>| r["grad_evals"].parse::<f64>().unwrap();
     assert!(grads(&rows[1]) < 200_000.0, "{rows:?}");
     assert!((1500.0..1600.0).contains(&grads(&rows[2])), "the budget ends the run within a draw of it: {rows:?}");
@@ -279,6 +282,7 @@ fn bad_grids_and_settings_are_refused_by_file_and_key() {
         ("empty.ron", grid("", ""), vec!["`samplers` is empty"]),
         ("until.ron", grid(r#"(plugin: "hmc", until: "rhat=1.01")"#, ""), vec!["until.ron", "samplers[0] (`hmc`)", "`until` needs a `budget`"]),
         ("budget.ron", grid(r#"(plugin: "hmc", until: "ess=100", budget: "lots")"#, ""), vec!["budget.ron", "samplers[0] (`hmc`)", "`budget`"]),
+        ("vi.ron", grid(r#"(plugin: "vi-mfa", until: "ess=100", budget: "grads=100")"#, ""), vec!["vi.ron", "samplers[0] (`vi-mfa`)", "needs Markov chains"]),
     ];
     for (name, text, wants) in &cases {
         let path = h.write(name, text);

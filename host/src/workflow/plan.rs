@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{resolve_config, Experiment, Overrides, TargetRecipe, WorkflowConfig};
+use crate::config::{parse_ron, resolve_config, Experiment, Overrides, TargetRecipe, WorkflowConfig};
 use crate::error::{Error, Result};
 use crate::model::restrict::RestrictSpec;
 use crate::model::Precision;
 use crate::sample::plugins;
-use crate::sample::stopping::{Budget, StopRule, Until};
+use crate::sample::stopping::{Budget, StopRule, Until, UNTIL_DRAWS};
 use crate::store::provenance::Provenance;
 use crate::store::record::{read_record, write_record, Record};
 use crate::store::{sha256_hex, Store};
@@ -239,6 +239,18 @@ fn restrictions(spec: Option<&RestrictSpec>, target: &PlannedTarget) -> Result<V
     }
 }
 
+/// The config layer that lets a stop rule, not the draw count, end a run of a
+/// plugin with default config `defaults`: its `draws` raised to [`UNTIL_DRAWS`]
+/// (a later layer that sets `draws` is the cap instead), as `sample --until`
+/// does; `None` when the plugin has no `draws` key (the variational plugins).
+pub fn raised_draws(defaults: &str, plugin: &str, origin: &str) -> Result<Option<Overrides>> {
+    let keys = parse_ron::<Overrides>(defaults, &format!("plugin `{plugin}` default config"))?;
+    if !keys.fields.iter().any(|(k, _)| k == "draws") {
+        return Ok(None);
+    }
+    Ok(Some(Overrides::from_set(&format!("draws={UNTIL_DRAWS}"))?.with_origin(origin)))
+}
+
 /// What one sampler entry resolves to.
 struct Resolved {
     name: String,
@@ -283,8 +295,14 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
             loaded.insert(s.plugin.clone(), (p.info.name, p.info.version, path, p.info.default_config));
         }
         let (name, version, path, defaults) = loaded[&s.plugin].clone();
-        let config = resolve_config(&defaults, &name, std::slice::from_ref(&s.overrides))?.text;
         let stop = PlannedStop::parse(s.until.as_deref(), s.budget.as_deref()).map_err(at)?;
+        let mut layers = Vec::new();
+        if s.until.is_some() {
+            let raised = raised_draws(&defaults, &name, &format!("samplers[{i}].until (it sets the plugin's `draws` key)"))?;
+            layers.push(raised.ok_or_else(|| at(Error::invalid("`until` needs Markov chains, but this plugin's draws are independent (variational): use its own draw count")))?);
+        }
+        layers.push(s.overrides.clone());
+        let config = resolve_config(&defaults, &name, &layers)?.text;
         samplers.push(Resolved { name, version, path, config, stop });
     }
     let mut runs = Vec::new();

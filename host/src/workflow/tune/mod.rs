@@ -41,11 +41,10 @@ use self::reference::Reference;
 use self::runs::Left;
 use self::study::Study;
 use self::trials::TrialRow;
-use super::plan::{absolute, Plan, PlannedRun, PlannedStop, PlannedTarget};
+use super::plan::{absolute, raised_draws, Plan, PlannedRun, PlannedStop, PlannedTarget};
 use super::state::Ledger;
 use crate::config::{parse_ron, resolve_config, Experiment, MethodSpec, Overrides, Param, TuneConfig, WorkflowConfig};
 use crate::error::{Error, Result};
-use crate::sample::stopping::UNTIL_DRAWS;
 use crate::sample::{plugins, Budget, StopRule, Until};
 use crate::store::provenance::Provenance;
 use crate::store::record::Record;
@@ -72,11 +71,10 @@ impl Resolved {
         let path = plugins::resolve(plugin).map_err(wrap)?;
         let p = plugins::load(&path).map_err(wrap)?;
         let defaults = p.info.default_config;
-        let default_keys = parse_ron::<Overrides>(&defaults, &format!("plugin `{}` default config", p.info.name))?;
         let sets_draws = keeps.contains(&"draws") || overrides.fields.iter().any(|(k, _)| k == "draws");
         let mut layers = Vec::new();
-        if default_keys.fields.iter().any(|(k, _)| k == "draws") && !sets_draws {
-            layers.push(Overrides::from_set(&format!("draws={UNTIL_DRAWS}"))?.with_origin("workflow tune (draws raised, so that the budget ends the run)"));
+        if !sets_draws {
+            layers.extend(raised_draws(&defaults, &p.info.name, "workflow tune (draws raised, so that the budget ends the run)")?);
         }
         layers.push(overrides.clone());
         let config = resolve_config(&defaults, &p.info.name, &layers)?.text;
