@@ -39,7 +39,7 @@ edges = {m: set() for m in mods}
 for m, f in mods.items():
     src = re.sub(r'//.*', '', open(f).read())
     # strip test modules
-    src = re.split(r'#\[cfg\(test\)\]', src)[0]
+    src = re.split(r'#\[cfg\((?:all\(\s*)?test\b', src)[0]
     paths = re.findall(r'\b((?:crate|super|self)(?:::\w+)+)', src)
     for u in re.finditer(r'\buse\s+((?:crate|super|self)::[^;]+);', src):
         body = u.group(1)
