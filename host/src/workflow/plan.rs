@@ -97,6 +97,21 @@ impl PlannedStop {
         rule.is_set().then(|| Self { until: rule.until.map(|u| u.to_string()), budget: rule.budget.map(|b| b.to_string()) })
     }
 
+    /// An experiment entry's `until` and `budget` texts, checked (`until` needs a
+    /// budget, so that a run that does not converge still ends).
+    fn parse(until: Option<&str>, budget: Option<&str>) -> Result<Option<Self>> {
+        let at = |field: &'static str| move |e: Error| Error::invalid(format!("`{field}`: {e}"));
+        let rule = StopRule {
+            until: until.map(str::parse::<Until>).transpose().map_err(at("until"))?,
+            budget: budget.map(str::parse::<Budget>).transpose().map_err(at("budget"))?,
+        };
+        crate::ensure!(
+            rule.until.is_none() || rule.budget.is_some(),
+            "`until` needs a `budget` (\"grads=N\" or \"time=DURATION\"), so that a run that does not converge still ends"
+        );
+        Ok(Self::of(&rule))
+    }
+
     /// The rule again.
     pub fn rule(&self) -> Result<StopRule> {
         Ok(StopRule {
@@ -260,23 +275,6 @@ struct Resolved {
     stop: Option<PlannedStop>,
 }
 
-impl PlannedStop {
-    /// An experiment entry's `until` and `budget` texts, checked (`until` needs a
-    /// budget, so that a run that does not converge still ends).
-    fn parse(until: Option<&str>, budget: Option<&str>) -> Result<Option<Self>> {
-        let at = |field: &'static str| move |e: Error| Error::invalid(format!("`{field}`: {e}"));
-        let rule = StopRule {
-            until: until.map(str::parse::<Until>).transpose().map_err(at("until"))?,
-            budget: budget.map(str::parse::<Budget>).transpose().map_err(at("budget"))?,
-        };
-        crate::ensure!(
-            rule.until.is_none() || rule.budget.is_some(),
-            "`until` needs a `budget` (\"grads=N\" or \"time=DURATION\"), so that a run that does not converge still ends"
-        );
-        Ok(Self::of(&rule))
-    }
-}
-
 /// Makes the plan of experiment `exp` with `settings` and `threads` per job:
 /// every target's id, every sampler's plugin found and its config resolved
 /// (an unknown plugin or key is an error naming the file and entry).
@@ -299,7 +297,9 @@ pub fn make(store: &Store, exp: &Experiment, settings: WorkflowConfig, threads: 
         let mut layers = Vec::new();
         if s.until.is_some() {
             let raised = raised_draws(&defaults, &name, &format!("samplers[{i}].until (it sets the plugin's `draws` key)"))?;
-            layers.push(raised.ok_or_else(|| at(Error::invalid("`until` needs Markov chains, but this plugin's draws are independent (variational): use its own draw count")))?);
+            layers.push(raised.ok_or_else(|| {
+                at(Error::invalid("`until` needs Markov chains, but this plugin's draws are independent (variational): use its own draw count"))
+            })?);
         }
         layers.push(s.overrides.clone());
         let config = resolve_config(&defaults, &name, &layers)?.text;
