@@ -68,7 +68,7 @@ fn hmc_on_the_bias_of_a_regular_model() {
 
 /// Observables on the `small` target (n = 100, 100 test rows): `rows:0..100`
 /// is the training set itself, so its λ̂_S equals λ̂ exactly (same positions,
-/// same evaluation) and its trace is the L_n trace, for HMC (positions found
+/// same evaluation) and its trace is the L_n trace, for HMC, NUTS and MAMS (positions found
 /// among the trajectory's evaluations or the previous draw) and SGLD (its
 /// full-batch loss evaluation), and for a restricted run (positions are full θ).
 /// `test` and an index file run and are counted: one evaluation per subset per draw.
@@ -79,8 +79,11 @@ fn observables_on_all_rows_equal_the_full_llc() {
     let idx: Vec<u8> = (0..50i64).flat_map(|i| (2 * i).to_le_bytes()).collect();
     let even = write_npy(&h, "even.npy", "<i8", 50, &idx);
     let observe = ["--observe", "all=rows:0..100", "--observe", "held_out=test", "--observe", &format!("even={even}")];
-    let runs: [(&str, Vec<&str>); 3] = [
+    let runs: [(&str, Vec<&str>); 5] = [
         ("hmc", vec!["--set", "draws=100", "--set", "warmup=100"]),
+        // NUTS draws a point of its whole trajectory (up to 2¹⁰ evaluations back); MAMS keeps or moves.
+        ("nuts", vec!["--set", "draws=100", "--set", "warmup=100"]),
+        ("mams", vec!["--set", "draws=100", "--set", "num_steps=200"]),
         ("sgld", vec!["--set", "steps=2000", "--set", "burn_in=500", "--set", "batch_size=50"]),
         ("hmc", vec!["--set", "draws=100", "--set", "warmup=100", "--restrict", "layer:2"]),
     ];
