@@ -165,6 +165,59 @@ fn smoke_tune_writes_trials_best_settings_and_a_rerun_redoes_nothing() {
     assert_eq!(comparable(&rows7.iter().filter(|r| r["trial"].parse::<usize>().unwrap() < 5).cloned().collect::<Vec<_>>()), comparable(&rows));
 }
 
+/// A tune file with `seeds: [1, 2]`: the reference runs with seed 1; every
+/// trial runs once per seed, and its λ̂ is the mean of the two runs', its SE
+/// that of the mean, its score the mean of their scores, its work their sum.
+#[test]
+fn a_trial_of_two_seeds_is_two_runs_and_scores_their_mean() {
+    let h = Home::new();
+    let file = h.write(
+        "seeds.ron",
+        &std::fs::read_to_string(tune_file(&h, 3)).unwrap().replace("seeds: [1]", "seeds: [1, 2]").replace(
+            r#"            (plugin: "sgld", fixed: (steps: 1000000, burn_in: 500, batch_size: 32),
+             space: {"step_size": log(1e-6, 1e-3), "precond": choice(["none", "rmsprop"])}),
+"#,
+            "",
+        ),
+    );
+    let dry = h.ok(&["workflow", "tune", "--config", &file, "--dry-run"]);
+    assert!(dry.contains("2 runs a trial (seeds [1, 2], scores averaged)"), "{dry}");
+    h.ok(&["workflow", "tune", "--config", &file, "--backend", "local", "--jobs", "2"]);
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tune_dir(&h).join("references.json")).unwrap()).unwrap();
+    let ref_llc = refs[0]["llc"].as_f64().unwrap();
+    let by_dir: BTreeMap<PathBuf, serde_json::Value> = manifests(&h).into_iter().collect();
+    let reference_seeds: Vec<u64> = by_dir.values().filter(|m| m["tag"] == "reference").map(|m| m["seed"].as_u64().unwrap()).collect();
+    assert_eq!(reference_seeds, [1]);
+    let rows = trials(&h);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let mut complete = 0;
+    for r in &rows {
+        let dirs: Vec<PathBuf> = r["run_dir"].split(';').map(PathBuf::from).collect();
+        assert_eq!((dirs.len(), r["key"].split(';').count()), (2, 2), "{r:?}");
+        let runs: Vec<&serde_json::Value> = dirs.iter().map(|d| &by_dir[d]).collect();
+        assert_eq!(runs.iter().map(|m| m["seed"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "{r:?}");
+        let grads: f64 = runs.iter().map(|m| m["work"]["grad_evals_fge"].as_f64().unwrap()).sum();
+        assert_eq!(r["grad_evals"].parse::<f64>().unwrap(), grads, "{r:?}");
+        if r["status"] != "complete" {
+            assert!(r["failure"].contains("(seed "), "{r:?}");
+            continue;
+        }
+        complete += 1;
+        let est: Vec<(f64, f64)> = runs.iter().map(|m| (m["llc"]["mean"].as_f64().unwrap(), m["llc"]["se"].as_f64().unwrap())).collect();
+        let [llc, se, score] = ["llc", "se", "score"].map(|k| r[k].parse::<f64>().unwrap());
+        let seeds_llc: Vec<f64> = r["seeds_llc"].split(';').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(seeds_llc, [est[0].0, est[1].0], "{r:?}");
+        assert!((llc - (est[0].0 + est[1].0) / 2.0).abs() < 1e-12, "{r:?}");
+        assert!((se - (est[0].1.powi(2) + est[1].1.powi(2)).sqrt() / 2.0).abs() < 1e-12, "{r:?}");
+        let each = |(l, s): (f64, f64)| ((l - ref_llc).powi(2) + s * s).sqrt();
+        assert!((score - (each(est[0]) + each(est[1])) / 2.0).abs() < 1e-12, "{r:?}");
+    }
+    assert!(complete >= 2, "{rows:?}");
+    let summary = csv_rows(&tune_dir(&h).join("summary.csv"));
+    let ron = std::fs::read_to_string(&summary[0]["best_config"]).unwrap();
+    assert!(ron.contains("seeds 1, 2 (λ̂ their mean") && ron.contains("--seed 1"), "{ron}");
+}
+
 #[test]
 fn sigkill_mid_tune_then_rerun_ends_with_the_uninterrupted_trials() {
     // The same tune, uninterrupted…
@@ -223,7 +276,7 @@ fn bad_tune_files_are_refused_by_file_and_field() {
             "tune.methods[0].fixed: unknown key `stepz`",
         ),
         (file("p.ron", r#"methods: [(plugin: "nope", space: {"step_size": log(1e-6, 1e-3)})]"#, ""), "tune.methods[0] (`nope`)"),
-        (file("s.ron", sgld, ", seeds: [1, 2]"), "`seeds` has 2 entries"),
+        (file("s.ron", sgld, ", seeds: [1, 2, 1]"), "seeds[2] = 1 is given twice"),
         (file("b.ron", &format!(r#"budget: "grads=lots", {sgld}"#), ""), "tune.budget: --budget grads=lots"),
         (file("u.ron", &format!(r#"reference: (until: "rhat=0.5"), {sgld}"#), ""), "tune.reference.until"),
         (file("r.ron", r#"methods: [(plugin: "sgld", space: {"step_size": log(0, 1)})]"#, ""), "tune.methods[0].space.step_size: log(0, 1) needs 0 < lo < hi"),

@@ -100,14 +100,18 @@ fn print_summary(refs: &[Reference], rows: &[report::SummaryRow]) {
 fn print_plan(store: &Store, tuner: &Tuner, jobs: usize) -> Result<()> {
     let cfg = &tuner.config;
     outln!(
-        "tune of experiment `{}`: {} problem(s) × {} method(s), {} trials each ({} random, then TPE {} at a time), budget {} per trial",
+        "tune of experiment `{}`: {} problem(s) × {} method(s), {} trials each ({} random, then TPE {} at a time), budget {} per trial{}",
         tuner.experiment,
         tuner.problems.len(),
         tuner.methods.len(),
         cfg.trials,
         cfg.startup,
         cfg.parallel,
-        cfg.budget
+        cfg.budget,
+        match tuner.seeds.len() {
+            1 => String::new(),
+            k => format!(" and per seed: {k} runs a trial (seeds {:?}, scores averaged)", tuner.seeds),
+        }
     );
     if jobs > 0 {
         outln!("local pool: {jobs} job(s)");

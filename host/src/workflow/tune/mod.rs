@@ -111,12 +111,14 @@ impl Method {
     }
 }
 
-/// One trial to run: study, number and the searched keys' values.
+/// One trial to run: study, number, the searched keys' values, and its runs
+/// in the round's plan (one per seed of the file's `seeds`).
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub study: usize,
     pub trial: usize,
     pub values: Vec<(String, String)>,
+    pub runs: std::ops::Range<usize>,
 }
 
 /// The tuner of one experiment file: its problems, methods and reference, checked and resolved.
@@ -134,8 +136,8 @@ pub struct Tuner {
     reference_chains: usize,
     /// Every trial's stop rule: the budget.
     pub budget: StopRule,
-    /// The sampling seed and chains of every trial.
-    pub seed: u64,
+    /// The sampling seeds of every trial (one run each; the reference runs with the first) and its chains.
+    pub seeds: Vec<u64>,
     pub chains: usize,
 }
 
@@ -147,11 +149,6 @@ impl Tuner {
         let file = exp.path.display().to_string();
         let file = file.as_str();
         let cfg = exp.config.tune.clone().ok_or_else(|| Error::invalid(format!("{file}: no `tune: (…)` section: nothing to tune")))?;
-        crate::ensure!(
-            exp.config.seeds.len() == 1,
-            "{file}: `seeds` has {} entries: a tune file gives one sampling seed, used by every reference and trial",
-            exp.config.seeds.len()
-        );
         let at = |field: &'static str| move |e: Error| Error::invalid(format!("{file}: tune.{field}: {e}"));
         let budget: Budget = cfg.budget.parse().map_err(at("budget"))?;
         let reference_stop = StopRule {
@@ -188,7 +185,7 @@ impl Tuner {
             reference,
             reference_stop,
             budget: StopRule { until: None, budget: Some(budget) },
-            seed: exp.config.seeds[0],
+            seeds: exp.config.seeds.clone(),
             chains: exp.config.chains,
         })
     }
@@ -210,9 +207,9 @@ impl Tuner {
         }
     }
 
-    /// A run of `plugin` with `config` on problem `p`, tagged `tag`, from the
+    /// A run of `plugin` with `config` on problem `p` with `seed`, tagged `tag`, from the
     /// file's `entry`, stopped by `stop` (not sealed: see [`PlannedRun::sealed`]).
-    fn run_of(&self, p: usize, plugin: &Resolved, config: String, (tag, entry): (String, &str), stop: &StopRule) -> PlannedRun {
+    fn run_of(&self, p: usize, plugin: &Resolved, config: String, (tag, entry): (String, &str), stop: &StopRule, seed: u64) -> PlannedRun {
         PlannedRun {
             key: String::new(),
             target: p,
@@ -224,7 +221,7 @@ impl Tuner {
             plugin_path: plugin.path.clone(),
             tag: Some(tag),
             restrict: None,
-            seed: self.seed,
+            seed,
             chains: self.chains,
             config,
             config_hash: String::new(),
@@ -237,7 +234,7 @@ impl Tuner {
         let runs = (0..self.problems.len())
             .map(|p| {
                 let r = &self.reference;
-                let run = self.run_of(p, r, r.config.clone(), ("reference".into(), "tune.reference"), &self.reference_stop);
+                let run = self.run_of(p, r, r.config.clone(), ("reference".into(), "tune.reference"), &self.reference_stop, self.seeds[0]);
                 PlannedRun { chains: self.reference_chains, ..run }.sealed(self.settings.precision)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -255,7 +252,7 @@ impl Tuner {
     /// left out: raising them continues the study).
     fn study_id(&self, p: usize, m: usize, reference: &Reference) -> String {
         let method = &self.methods[m];
-        study::study_id(&serde_json::json!({
+        let mut parts = serde_json::json!({
             "problem": self.problems[p].id,
             "method": method.name(),
             "plugin": method.plugin.name,
@@ -263,12 +260,17 @@ impl Tuner {
             "config": method.plugin.config,
             "space": method.spec.space,
             "budget": PlannedStop::of(&self.budget),
-            "seed": self.seed,
+            "seed": self.seeds[0],
             "chains": self.chains,
             "precision": self.settings.precision,
             "tpe": {"seed": self.config.seed, "startup": self.config.startup},
             "reference": reference.key,
-        }))
+        });
+        // (A one-seed study keeps the id it had before trials took several seeds.)
+        if self.seeds.len() > 1 {
+            parts["seeds"] = serde_json::json!(self.seeds);
+        }
+        study::study_id(&parts)
     }
 
     /// Every study (problem × method), with its rows of `rows`.
@@ -295,24 +297,37 @@ impl Tuner {
                 let origin = format!("{}: {} trial {trial}", self.source.display(), method.entry);
                 let params = parse_ron::<Overrides>(&study::params_text(&values), &origin)?.with_origin(origin);
                 let config = method.plugin.config_with(params)?;
-                let run = self.run_of(st.problem, &method.plugin, config, (format!("{}-t{trial}", method.name()), &method.entry), &self.budget);
-                runs.push(run.sealed(self.settings.precision)?);
-                slots.push(Slot { study: s, trial, values });
+                let first = runs.len();
+                for &seed in &self.seeds {
+                    let tag = (format!("{}-t{trial}", method.name()), method.entry.as_str());
+                    runs.push(self.run_of(st.problem, &method.plugin, config.clone(), tag, &self.budget, seed).sealed(self.settings.precision)?);
+                }
+                slots.push(Slot { study: s, trial, values, runs: first..runs.len() });
             }
         }
         Ok((slots, self.plan(runs)))
     }
 
-    /// The rows of the trials of a round whose runs are done or failed for
-    /// good (the others run again next round), added to their studies.
+    /// The rows of the trials of a round whose runs are all done, or one of
+    /// them failed for good (the others run again next round), added to their
+    /// studies. A trial of several seeds scores the mean of its runs' scores;
+    /// its λ̂ is their mean, its SE that of the mean.
     pub fn record(&self, store: &Store, plan: &Plan, slots: &[Slot], studies: &mut [Study]) -> Result<Vec<TrialRow>> {
         let ledger = Ledger::scan(store, &self.experiment)?;
         let mut rows = Vec::new();
-        for (slot, run) in slots.iter().zip(&plan.runs) {
+        for slot in slots {
             let st = &mut studies[slot.study];
+            let runs = &plan.runs[slot.runs.clone()];
+            let left: Vec<Left> = runs.iter().map(|run| runs::left(store, &ledger, &self.experiment, &run.key)).collect();
+            if left.iter().any(|l| matches!(l, Left::Failed { lasting: false, .. } | Left::NotDone))
+                && !left.iter().any(|l| matches!(l, Left::Failed { lasting: true, .. }))
+            {
+                continue;
+            }
+            let joined = |f: &dyn Fn(&PlannedRun, &Left) -> String| runs.iter().zip(&left).map(|(r, l)| f(r, l)).collect::<Vec<_>>().join(";");
             let mut row = TrialRow {
                 study: st.id.clone(),
-                problem: run.target_id.clone(),
+                problem: runs[0].target_id.clone(),
                 method: self.methods[st.method].name().to_string(),
                 trial: slot.trial,
                 origin: study::origin(slot.trial, self.config.startup).to_string(),
@@ -325,32 +340,47 @@ impl Tuner {
                 wall_s: None,
                 stop: String::new(),
                 status: "failed".into(),
-                run_dir: String::new(),
-                key: run.key.clone(),
+                run_dir: joined(&|_, l| match l {
+                    Left::Done { dir, .. } | Left::Failed { dir: Some(dir), .. } => dir.display().to_string(),
+                    _ => String::new(),
+                }),
+                key: joined(&|r, _| r.key.clone()),
                 failure: String::new(),
+                seeds_llc: String::new(),
             };
-            match runs::left(store, &ledger, &self.experiment, &run.key) {
-                Left::Done { dir, manifest } => {
-                    row.run_dir = dir.display().to_string();
-                    row.grad_evals = Some(manifest.work.grad_evals_fge);
-                    row.wall_s = Some(manifest.seconds());
-                    row.stop = manifest.stop.as_ref().and_then(|s| s.outcome).map(|o| outcome_word(&o)).unwrap_or_default();
-                    match manifest.llc.as_ref().filter(|e| e.mean.is_finite() && e.se.is_finite()) {
-                        Some(e) => {
-                            row.llc = Some(e.mean);
-                            row.se = Some(e.se);
-                            row.error = Some((e.mean - st.reference).abs());
-                            row.score = Some(study::score(e.mean, e.se, st.reference));
-                            row.status = "complete".into();
+            let mut estimates = Vec::new();
+            for (run, l) in runs.iter().zip(&left) {
+                match l {
+                    Left::Done { manifest, .. } => {
+                        *row.grad_evals.get_or_insert(0.0) += manifest.work.grad_evals_fge;
+                        *row.wall_s.get_or_insert(0.0) += manifest.seconds();
+                        let stop = manifest.stop.as_ref().and_then(|s| s.outcome).map(|o| outcome_word(&o)).unwrap_or_default();
+                        if !row.stop.split(';').any(|s| s == stop) {
+                            row.stop = if row.stop.is_empty() { stop } else { format!("{};{stop}", row.stop) };
                         }
-                        None => row.failure = "no λ̂: the budget ended the run before any draw after burn-in".into(),
+                        match manifest.llc.as_ref().filter(|e| e.mean.is_finite() && e.se.is_finite()) {
+                            Some(e) => estimates.push((e.mean, e.se)),
+                            None if row.failure.is_empty() => {
+                                row.failure = format!("no λ̂ (seed {}): the budget ended the run before any draw after burn-in", run.seed)
+                            }
+                            None => {}
+                        }
                     }
+                    Left::Failed { error, lasting: true, .. } if row.failure.is_empty() => row.failure = format!("seed {}: {error}", run.seed),
+                    _ => {}
                 }
-                Left::Failed { error, dir, lasting: true } => {
-                    row.run_dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
-                    row.failure = error;
+            }
+            if estimates.len() == runs.len() {
+                let k = estimates.len() as f64;
+                let llc = estimates.iter().map(|e| e.0).sum::<f64>() / k;
+                row.llc = Some(llc);
+                row.se = Some(estimates.iter().map(|e| e.1 * e.1).sum::<f64>().sqrt() / k);
+                row.error = Some((llc - st.reference).abs());
+                row.score = Some(estimates.iter().map(|&(l, se)| study::score(l, se, st.reference)).sum::<f64>() / k);
+                row.status = "complete".into();
+                if runs.len() > 1 {
+                    row.seeds_llc = estimates.iter().map(|e| e.0.to_string()).collect::<Vec<_>>().join(";");
                 }
-                Left::Failed { lasting: false, .. } | Left::NotDone => continue,
             }
             st.rows.insert(slot.trial, row.clone());
             rows.push(row);

@@ -89,7 +89,7 @@ pub fn best_ron(tuner: &Tuner, tuned: &Tuned, st: &Study, file: &Path) -> Result
     let mut text = format!(
         "// Tuned by `lh-host workflow tune` (experiment {exp}, study {study}): trial {trial} ({origin}), the best of {scored} scored trials.\n\
          // On {problem}: λ̂ = {llc:.4} ± {se:.4} against the reference {reference}; |error| {error:.4}.\n\
-         // Found under --budget {budget} with {chains} chains and seed {seed}; the same run again:\n\
+         // Found under --budget {budget} with {chains} chains and {seeds}; the same run again{first}:\n\
          //   lh-host sample --target {problem} --plugin {plugin} --config {file} --budget {budget} --chains {chains} --seed {seed}{precision}\n(\n",
         exp = tuner.experiment,
         study = st.id,
@@ -101,7 +101,12 @@ pub fn best_ron(tuner: &Tuner, tuned: &Tuned, st: &Study, file: &Path) -> Result
         reference = r.describe(),
         error = best.error.unwrap_or(f64::NAN),
         chains = tuner.chains,
-        seed = tuner.seed,
+        seeds = match &tuner.seeds[..] {
+            [one] => format!("seed {one}"),
+            many => format!("seeds {} (λ̂ their mean, the score the mean of theirs)", many.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+        },
+        first = if tuner.seeds.len() > 1 { " with the first" } else { "" },
+        seed = tuner.seeds[0],
         plugin = method.plugin.name,
         file = file.display(),
     );

@@ -162,6 +162,7 @@ mod tests {
             run_dir: String::new(),
             key: String::new(),
             failure: String::new(),
+            seeds_llc: String::new(),
         }
     }
 

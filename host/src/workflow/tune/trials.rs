@@ -24,24 +24,30 @@ pub struct TrialRow {
     pub origin: String,
     /// The searched keys' values, RON: `(batch_size: 32, step_size: 1e-5)`.
     pub params: String,
+    /// λ̂ (the mean over the trial's seeds when it ran several) and its SE.
     pub llc: Option<f64>,
     pub se: Option<f64>,
     /// |λ̂ − λ̂_ref|.
     pub error: Option<f64>,
-    /// What TPE minimises: √(error² + SE²); empty when the trial failed (told as +∞).
+    /// What TPE minimises: √(error² + SE²) (of each seed's run, averaged over
+    /// the seeds); empty when the trial failed (told as +∞).
     pub score: Option<f64>,
-    /// Gradient evaluations per chain, in full-batch equivalents.
+    /// Gradient evaluations per chain, in full-batch equivalents (summed over the trial's seeds, as is `wall_s`).
     pub grad_evals: Option<f64>,
     pub wall_s: Option<f64>,
     /// How the budget ended the run: `budget exhausted`, or `draws exhausted` (it ended first).
     pub stop: String,
     /// `complete` or `failed`.
     pub status: String,
+    /// The run's directory (one per seed, `;`-separated).
     pub run_dir: String,
-    /// The run's key (see [`crate::workflow::plan`]).
+    /// The run's key (see [`crate::workflow::plan`]; one per seed, `;`-separated).
     pub key: String,
     /// Why it failed.
     pub failure: String,
+    /// Each seed's λ̂, `;`-separated, when the trial ran several seeds.
+    #[serde(default)]
+    pub seeds_llc: String,
 }
 
 impl TrialRow {
@@ -93,6 +99,7 @@ mod tests {
             run_dir: "/r".into(),
             key: "k".into(),
             failure: String::new(),
+            seeds_llc: String::new(),
         };
         let failed =
             TrialRow { trial: 0, llc: None, se: None, error: None, score: None, status: "failed".into(), failure: "boom, \"quoted\"".into(), ..ok.clone() };
