@@ -321,6 +321,34 @@ fn a_tune_on_slurm_gives_the_trials_of_the_local_pool() {
     assert!(!out.contains("submitted") && out.contains("10 trials recorded"), "{out}");
 }
 
+/// `tune.reference.check`: a second reference run (here HMC with 20 steps
+/// instead of 10) under the same rule; the two agree on `small`, so the tune
+/// goes on, and `references.json` holds the check and how far apart they are.
+/// (The refusal of a check that disagrees is a unit test of `reference`.)
+#[test]
+fn a_reference_check_run_is_made_and_recorded() {
+    let h = Home::new();
+    let file = h.write(
+        "c.ron",
+        &std::fs::read_to_string(tune_file(&h, 1))
+            .unwrap()
+            .replace(r#"overrides: (warmup: 200), until"#, r#"overrides: (warmup: 200), check: (num_integration_steps: 20), until"#),
+    );
+    let dry = h.ok(&["workflow", "tune", "--config", &file, "--dry-run"]);
+    assert!(dry.contains("): reference hmc until") && dry.contains("): reference-check hmc until"), "{dry}");
+    let out = h.ok(&["workflow", "tune", "--config", &file, "--jobs", "2"]);
+    assert!(out.contains("references: 2 of 2 to run") && out.contains("; check "), "{out}");
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tune_dir(&h).join("references.json")).unwrap()).unwrap();
+    let (r, c) = (&refs[0], &refs[0]["check"]);
+    assert!(r["converged"] == true && c["converged"] == true, "{refs}");
+    let z = (r["llc"].as_f64().unwrap() - c["llc"].as_f64().unwrap()).abs() / (r["se"].as_f64().unwrap().powi(2) + c["se"].as_f64().unwrap().powi(2)).sqrt();
+    eprintln!("reference {} ± {}, check {} ± {}: {z:.2} SE apart", r["llc"], r["se"], c["llc"], c["se"]);
+    assert!((r["check_z"].as_f64().unwrap() - z).abs() < 1e-12 && z <= 3.0, "{refs}");
+    let check = manifests(&h).into_iter().find(|(_, m)| m["tag"] == "reference-check").map(|(_, m)| m).unwrap();
+    assert!(check["config"].as_str().unwrap().contains("num_integration_steps: 20,"), "{check}");
+    assert_eq!(trials(&h).len(), 2);
+}
+
 #[test]
 fn a_reference_that_did_not_converge_is_refused_unless_forced() {
     let h = Home::new();

@@ -119,15 +119,16 @@ fn print_plan(store: &Store, tuner: &Tuner, jobs: usize) -> Result<()> {
     let ledger = Ledger::scan(store, &tuner.experiment)?;
     let refs_plan = tuner.reference_plan()?;
     let rows = trials::read(&tuner.dir(store)?.join("trials.csv"))?;
-    for (p, run) in refs_plan.runs.iter().enumerate() {
-        let stored = if target::find(store, &tuner.problems[p].id)?.is_some() { "stored" } else { "to build" };
+    for run in &refs_plan.runs {
+        let stored = if target::find(store, &tuner.problems[run.target].id)?.is_some() { "stored" } else { "to build" };
         let state = match ledger.state_in(store, &tuner.experiment, &run.key) {
             RunState::Done(f) => format!("done ({})", f.dir.display()),
             other => other.word().to_string(),
         };
         outln!(
-            "problem {} ({stored}): reference {} until {}, budget {}, key {}: {state}",
+            "problem {} ({stored}): {} {} until {}, budget {}, key {}: {state}",
             run.target_id,
+            run.tag.as_deref().unwrap_or("reference"),
             run.plugin,
             cfg.reference.until,
             cfg.reference.budget,

@@ -81,11 +81,24 @@ pub struct ReferenceSpec {
     /// Chains (default: the file's `chains`).
     #[serde(default)]
     pub chains: Option<usize>,
+    /// A second reference run with these keys on top of `overrides` (e.g.
+    /// `(num_integration_steps: 40)`), under the same `until` and `budget`:
+    /// the two λ̂ must agree within 3 combined SEs, for R̂ and ESS of one run
+    /// do not see a slow drift that all its chains share.
+    #[serde(default)]
+    pub check: Option<Overrides>,
 }
 
 impl Default for ReferenceSpec {
     fn default() -> Self {
-        Self { plugin: default_reference_plugin(), overrides: Overrides::default(), until: default_until(), budget: default_reference_budget(), chains: None }
+        Self {
+            plugin: default_reference_plugin(),
+            overrides: Overrides::default(),
+            until: default_until(),
+            budget: default_reference_budget(),
+            chains: None,
+            check: None,
+        }
     }
 }
 

@@ -132,6 +132,8 @@ pub struct Tuner {
     pub problems: Vec<PlannedTarget>,
     pub methods: Vec<Method>,
     pub reference: Resolved,
+    /// The config of the reference's check run (`tune.reference.check`), if it has one.
+    reference_check: Option<String>,
     reference_stop: StopRule,
     reference_chains: usize,
     /// Every trial's stop rule: the budget.
@@ -156,6 +158,10 @@ impl Tuner {
             budget: Some(cfg.reference.budget.parse::<Budget>().map_err(at("reference.budget"))?),
         };
         let reference = Resolved::load(&cfg.reference.plugin, &cfg.reference.overrides, &[], &format!("{file}: tune.reference"))?;
+        let reference_check = match &cfg.reference.check {
+            Some(check) => Some(reference.config_with(check.clone()).map_err(|e| Error::invalid(format!("{file}: tune.reference.check: {e}")))?),
+            None => None,
+        };
         let mut methods = Vec::new();
         for (i, spec) in cfg.methods.iter().enumerate() {
             let entry = format!("tune.methods[{i}]");
@@ -183,6 +189,7 @@ impl Tuner {
             problems: super::plan::targets(exp),
             methods,
             reference,
+            reference_check,
             reference_stop,
             budget: StopRule { until: None, budget: Some(budget) },
             seeds: exp.config.seeds.clone(),
@@ -229,22 +236,36 @@ impl Tuner {
         }
     }
 
-    /// The plan of the references: one run per problem.
+    /// The plan of the references: one run per problem, followed by its check run when `tune.reference.check` is given.
     pub fn reference_plan(&self) -> Result<Plan> {
-        let runs = (0..self.problems.len())
-            .map(|p| {
-                let r = &self.reference;
-                let run = self.run_of(p, r, r.config.clone(), ("reference".into(), "tune.reference"), &self.reference_stop, self.seeds[0]);
-                PlannedRun { chains: self.reference_chains, ..run }.sealed(self.settings.precision)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let r = &self.reference;
+        let mut runs = Vec::new();
+        for p in 0..self.problems.len() {
+            let mut configs = vec![(r.config.clone(), "reference", "tune.reference")];
+            configs.extend(self.reference_check.iter().map(|c| (c.clone(), "reference-check", "tune.reference.check")));
+            for (config, tag, entry) in configs {
+                let run = self.run_of(p, r, config, (tag.into(), entry), &self.reference_stop, self.seeds[0]);
+                runs.push(PlannedRun { chains: self.reference_chains, ..run }.sealed(self.settings.precision)?);
+            }
+        }
         Ok(self.plan(runs))
     }
 
-    /// The references the runs of `plan` (made by [`Tuner::reference_plan`]) left on disk.
+    /// The references the runs of `plan` (made by [`Tuner::reference_plan`]) left on disk, each with its check.
     pub fn references(&self, store: &Store, plan: &Plan) -> Result<Vec<Reference>> {
         let ledger = Ledger::scan(store, &self.experiment)?;
-        plan.runs.iter().map(|r| Reference::from_run(&r.target_id, &r.plugin, &r.key, runs::left(store, &ledger, &self.experiment, &r.key))).collect()
+        let of = |r: &PlannedRun| Reference::from_run(&r.target_id, &r.plugin, &r.key, runs::left(store, &ledger, &self.experiment, &r.key));
+        let per_problem = if self.reference_check.is_some() { 2 } else { 1 };
+        plan.runs
+            .chunks(per_problem)
+            .map(|runs| {
+                let reference = of(&runs[0])?;
+                match runs.get(1) {
+                    Some(check) => Ok(reference.with_check(of(check)?)),
+                    None => Ok(reference),
+                }
+            })
+            .collect()
     }
 
     /// The id of the study of method `m` on problem `p` against `reference`:
@@ -448,7 +469,7 @@ pub fn run(store: &Store, tuner: &Tuner, force: bool, runner: &mut dyn Runner) -
     for r in &references {
         runner.say(&format!("reference of {}: λ̂ = {}", r.problem, r.describe()));
     }
-    reference::check_converged(&references, force)?;
+    reference::check_trusted(&references, force)?;
     let csv = dir.join("trials.csv");
     let mut rows = trials::read(&csv)?;
     let mut studies = tuner.studies(&references, &rows);
