@@ -279,6 +279,7 @@ fn bad_tune_files_are_refused_by_file_and_field() {
         (file("s.ron", sgld, ", seeds: [1, 2, 1]"), "seeds[2] = 1 is given twice"),
         (file("b.ron", &format!(r#"budget: "grads=lots", {sgld}"#), ""), "tune.budget: --budget grads=lots"),
         (file("u.ron", &format!(r#"reference: (until: "rhat=0.5"), {sgld}"#), ""), "tune.reference.until"),
+        (file("c.ron", &format!(r#"reference: (plugin: "hmc", check: (stepz: 40)), {sgld}"#), ""), "tune.reference.check: unknown key `stepz`"),
         (file("r.ron", r#"methods: [(plugin: "sgld", space: {"step_size": log(0, 1)})]"#, ""), "tune.methods[0].space.step_size: log(0, 1) needs 0 < lo < hi"),
         (h.write("n.ron", r#"(name: "b", targets: [(model: "small", data: "small", seed: 1)])"#), "no `tune: (…)` section"),
     ] {

@@ -178,6 +178,9 @@ impl TuneConfig {
     /// Names where the overrides came from and checks counts, names and ranges; errors name `file` and the field.
     pub fn prepare(&mut self, file: &str) -> Result<()> {
         self.reference.overrides.origin = format!("{file}: tune.reference.overrides");
+        if let Some(check) = &mut self.reference.check {
+            check.origin = format!("{file}: tune.reference.check");
+        }
         crate::ensure!(self.trials >= 1, "{file}: tune.trials must be ≥ 1");
         crate::ensure!(self.startup >= 1, "{file}: tune.startup must be ≥ 1 (trial 0, the defaults, is one)");
         crate::ensure!(self.parallel >= 1, "{file}: tune.parallel must be ≥ 1");

@@ -159,7 +159,7 @@ impl Tuner {
         };
         let reference = Resolved::load(&cfg.reference.plugin, &cfg.reference.overrides, &[], &format!("{file}: tune.reference"))?;
         let reference_check = match &cfg.reference.check {
-            Some(check) => Some(reference.config_with(check.clone()).map_err(|e| Error::invalid(format!("{file}: tune.reference.check: {e}")))?),
+            Some(check) => Some(reference.config_with(check.clone())?),
             None => None,
         };
         let mut methods = Vec::new();
