@@ -589,10 +589,13 @@ fn slurm_time_limit_kills_a_run_that_is_checkpointed_and_redone() {
     // A quick run and one far too long for a one-minute walltime: SLURM sends the
     // long one SIGTERM at its time limit (SIGKILL 5 s later, KillWait in
     // .ci/local-slurm); it stops after the current draw and keeps its draws.
+    // Its trajectories are long (100 steps), so that its trace stays short: the
+    // final write and analysis of a minute of 10-step draws (≈ 30 000 per chain)
+    // took ≈ 4 s in the debug build, and once more than KillWait.
     let exp = r#"(name: "tl", training: (steps: 100), chains: 2, seeds: [1],
         targets: [(model: "small", data: "small", seed: 1)],
         samplers: [(plugin: "hmc", overrides: (draws: 50, warmup: 20)),
-                   (plugin: "hmc", overrides: (draws: 1000000, warmup: 20), tag: "long")])"#;
+                   (plugin: "hmc", overrides: (draws: 1000000, warmup: 20, num_integration_steps: 100), tag: "long")])"#;
     let path = h.write("tl.ron", exp);
     let t = Instant::now();
     let r = h.run(&["workflow", "sample", "--config", &path, "--backend", "slurm", "--set", "walltime=00:01:00", "--set", "poll=0.5"]);
