@@ -23,7 +23,7 @@ pub fn z_scale(x: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let flat: Vec<f64> = x.concat();
     let n = flat.len();
     let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| flat[a].total_cmp(&flat[b]));
+    idx.sort_unstable_by(|&a, &b| flat[a].total_cmp(&flat[b]));
     let mut ranks = vec![0.0; n];
     let mut i = 0;
     while i < n {
@@ -103,7 +103,7 @@ pub fn ess_bulk(x: &[Vec<f64>]) -> f64 {
 pub fn ess_tail(x: &[Vec<f64>]) -> f64 {
     let s = split(x);
     let mut flat = x.concat();
-    flat.sort_by(f64::total_cmp);
+    flat.sort_unstable_by(f64::total_cmp);
     [0.05, 0.95]
         .iter()
         .map(|&q| {
@@ -138,7 +138,7 @@ pub fn rhat(x: &[Vec<f64>]) -> f64 {
     }
     let flat = s.concat();
     let mut sorted = flat.clone();
-    sorted.sort_by(f64::total_cmp);
+    sorted.sort_unstable_by(f64::total_cmp);
     let med = quantile_sorted(&sorted, 0.5);
     let folded: Vec<Vec<f64>> = s.iter().map(|c| c.iter().map(|v| (v - med).abs()).collect()).collect();
     rhat_basic(&z_scale(&s)).max(rhat_basic(&z_scale(&folded)))

@@ -51,6 +51,8 @@ pub struct Recorder<'m> {
     checkpoints: Checkpoints,
     start: Instant,
     last_write: Instant,
+    /// How long the last checkpoint took (its estimate and its write).
+    last_cost: Duration,
     dir: Option<RunDir>,
     observer: Option<&'m mut Observer>,
     /// `--until` / `--budget`, when given.
@@ -73,6 +75,7 @@ impl<'m> Recorder<'m> {
             checkpoints,
             start: now,
             last_write: now,
+            last_cost: Duration::ZERO,
             dir: None,
             observer,
             stopper,
@@ -134,9 +137,20 @@ impl<'m> Recorder<'m> {
 
     /// A snapshot of the run so far, marked incomplete.
     fn checkpoint(&mut self) -> std::result::Result<(), SamplerError> {
+        let began = Instant::now();
         let observed = self.observed();
         let m = self.manifest(Status::Incomplete, None, &observed);
-        self.save(&m, &observed).map(|_| ()).map_err(|e| SamplerError::fatal(format!("writing a checkpoint: {e}")))
+        self.save(&m, &observed).map_err(|e| SamplerError::fatal(format!("writing a checkpoint: {e}")))?;
+        self.last_cost = began.elapsed();
+        Ok(())
+    }
+
+    /// Whether a checkpoint is due: `every` seconds since the last one, or ten
+    /// times what the last one took if that is longer, so that a long trace
+    /// (whose estimate and write grow with it) is checkpointed at no more than
+    /// a tenth of the run's time.
+    fn checkpoint_due(&self) -> bool {
+        self.last_write.elapsed() >= self.checkpoints.every.max(10 * self.last_cost)
     }
 
     /// The last write: the run as it ended (`summary` is the plugin's, when it
@@ -240,7 +254,7 @@ impl TraceSink for Recorder<'_> {
             if let Some(s) = &mut self.stopper {
                 s.after_draw(&self.loss, plan.burn_in);
             }
-            if self.last_write.elapsed() >= self.checkpoints.every {
+            if self.checkpoint_due() {
                 self.checkpoint()?;
             }
             Ok(())
