@@ -14,6 +14,7 @@ fn hmc_on_the_quadratic_oracle() {
     assert!((got - want).abs() < 3.0 * se, "λ̂ = {got} ± {se}, exact {want}");
     assert!(se < 0.03 * want, "se {se}");
     assert!(m["llc"]["rhat"].as_f64().unwrap() < 1.05);
+    assert_posterior_spread(&m, want, "hmc");
     // Every leapfrog step is one gradient evaluation per chain, counted by the host:
     // 1300 transitions × 10 steps + the initial evaluation.
     assert_eq!(m["work"]["grad_evals_fge"], 13001.0);
@@ -21,6 +22,17 @@ fn hmc_on_the_quadratic_oracle() {
     assert_eq!(m["draws"], 1300);
     let mean_acc = m["tuned"]["step_size_mean"].as_f64().unwrap();
     assert!(mean_acc > 0.0);
+}
+
+/// On the quadratic target (D = 20, every curvature 1) nβ(L_n − L0) is
+/// ½Σaᵢzᵢ² with aᵢ = a = nβ/(nβ + γ) and zᵢ i.i.d. standard normal: its mean is
+/// λ = 10a and its variance exactly 10a², which the manifest's `variance`
+/// must match within 15 % (its sampling error at these ESSs is about 5 %).
+fn assert_posterior_spread(m: &serde_json::Value, lambda: f64, plugin: &str) {
+    let a = lambda / 10.0;
+    let (got, want) = (m["llc"]["variance"].as_f64().unwrap(), 10.0 * a * a);
+    eprintln!("quadratic, {plugin}: Var(nβ·L_n) = {got}, exact {want}");
+    assert!((got / want - 1.0).abs() < 0.15, "{plugin}: Var(nβ·L_n) = {got}, exact {want}");
 }
 
 /// NUTS and MAMS (their defaults) on the quadratic oracle: within 3 standard
@@ -39,6 +51,7 @@ fn nuts_and_mams_on_the_quadratic_oracle() {
         eprintln!("quadratic, {plugin}: λ̂ = {got} ± {se}, exact {want}, ESS {}", m["llc"]["ess_bulk"]);
         assert!((got - want).abs() < 3.0 * se, "{plugin}: λ̂ = {got} ± {se}, exact {want}");
         assert!(se < 0.03 * want && m["llc"]["rhat"].as_f64().unwrap() < 1.05, "{plugin}: se {se}");
+        assert_posterior_spread(&m, want, plugin);
         let dir = out.lines().find_map(|l| l.strip_prefix("run: ")).unwrap().trim();
         let (_, steps) = Npz::open(&std::path::Path::new(dir).join("traces.npz")).unwrap().f64("num_integration_steps").unwrap();
         let counted = 1.0 + grads_per_step * steps.iter().sum::<f64>() / 4.0;

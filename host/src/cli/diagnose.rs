@@ -49,6 +49,9 @@ fn print_analysis(path: &Path, a: &Analysis) {
         a.burn_in
     );
     outln!("  per chain: {}", a.llc.per_chain.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", "));
+    if let (Some(v), Some(r)) = (a.llc.variance, a.llc.variance_ratio()) {
+        outln!("  Var(nβ·L_n) = {v:.4} = {r:.3} × λ̂ (≈ 1 × λ̂ for a posterior near its asymptotics)");
+    }
     for (name, t) in &a.traces {
         outln!("  {name:<16} mean {:<12.6} R̂ {:<8} ESS bulk {:<10} tail {}", t.mean, fmt_opt(t.rhat, 4), fmt_opt(t.ess_bulk, 1), fmt_opt(t.ess_tail, 1));
     }

@@ -171,6 +171,9 @@ fn print_estimate(label: &str, trace: &str, e: &Estimate) {
         Some(r) => outln!("R̂({trace}) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
         None => outln!("independent draws: {} in all", e.ess_bulk),
     }
+    if let (Some(v), Some(r)) = (e.variance, e.variance_ratio()) {
+        outln!("Var(nβ·{trace}) = {v:.4} = {r:.3} × λ̂ (≈ 1 × λ̂ for a posterior near its asymptotics)");
+    }
 }
 
 /// Runs the job (each layer's, for `--restrict each-layer`) with progress

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::plan::{label, Plan};
 use super::state::{Ledger, OutcomeRecord, RunState};
 use crate::error::Result;
+use crate::estimate::Estimate;
 use crate::sample::Manifest;
 use crate::store::atomic::write_csv_atomic;
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct LlcRow {
     pub se: Option<f64>,
     pub rhat: Option<f64>,
     pub ess_bulk: Option<f64>,
+    /// Var(nβ·L_n) / λ̂ over the kept draws (≈ 1 for a posterior near its asymptotics).
+    pub var_ratio: Option<f64>,
     /// Gradient evaluations per chain, in full-batch equivalents.
     pub grad_evals: Option<f64>,
     /// Seconds the run took.
@@ -59,6 +62,7 @@ impl LlcRow {
             se: e.map(|e| e.se),
             rhat: e.and_then(|e| e.rhat),
             ess_bulk: e.map(|e| e.ess_bulk),
+            var_ratio: e.and_then(Estimate::variance_ratio),
             grad_evals: Some(m.work.grad_evals_fge),
             wall_s: Some(m.seconds()),
             status: status.to_string(),
@@ -94,6 +98,7 @@ pub fn rows(store: &Store, plan: &Plan) -> Result<Vec<LlcRow>> {
                 se: None,
                 rhat: None,
                 ess_bulk: None,
+                var_ratio: None,
                 grad_evals: None,
                 wall_s: None,
                 status: status.to_string(),
