@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use lh_host::store::npz::{to_bytes, Array};
+use lh_host::store::npz::{to_bytes, Array, Packing};
 use lh_tests::{first_token, have_numpy, python, tiny_experiment, Home};
 
 /// The tiny target of `tiny_experiment(seed)`, built in `h`.
@@ -128,14 +128,17 @@ fn network(widths: &[i64], poison: Option<(&str, usize, f64)>) -> Vec<u8> {
             _ => w[at] = v,
         }
     }
-    to_bytes(&[
-        ("X", Array::F64(&[n, 3], &x)),
-        ("Y", Array::F64(&[n, 2], &y)),
-        ("w_star", Array::F64(&[26], &w)),
-        ("widths", Array::I64(&[widths.len()], widths)),
-        ("activation", Array::Str("tanh")),
-        ("bias", Array::I64(&[], &[1])),
-    ])
+    to_bytes(
+        &[
+            ("X", Array::F64(&[n, 3], &x)),
+            ("Y", Array::F64(&[n, 2], &y)),
+            ("w_star", Array::F64(&[26], &w)),
+            ("widths", Array::I64(&[widths.len()], widths)),
+            ("activation", Array::Str("tanh")),
+            ("bias", Array::I64(&[], &[1])),
+        ],
+        Packing::Deflated,
+    )
     .unwrap()
 }
 
@@ -365,10 +368,10 @@ fn diagnose_names_non_finite_traces_and_chain_mismatches() {
     let traces = dir.join("traces.npz");
     let good = std::fs::read(&traces).unwrap();
     let loss: Vec<f64> = (0..4 * 30).map(|i| if i == 45 { f64::NAN } else { 0.01 }).collect();
-    std::fs::write(&traces, to_bytes(&[("loss", Array::F64(&[4, 30], &loss))]).unwrap()).unwrap();
+    std::fs::write(&traces, to_bytes(&[("loss", Array::F64(&[4, 30], &loss))], Packing::Stored).unwrap()).unwrap();
     let err = h.fails(&["diagnose", "--run-dir", dir.to_str().unwrap()]);
     assert!(err.contains("`loss` holds NaN at chain 1, draw 15"), "{err}");
-    std::fs::write(&traces, to_bytes(&[("loss", Array::F64(&[3, 30], &loss[..90]))]).unwrap()).unwrap();
+    std::fs::write(&traces, to_bytes(&[("loss", Array::F64(&[3, 30], &loss[..90]))], Packing::Stored).unwrap()).unwrap();
     let err = h.fails(&["diagnose", "--run-dir", dir.to_str().unwrap()]);
     assert!(err.contains("`loss` has 3 chains but the run's manifest says 4"), "{err}");
     std::fs::write(&traces, good).unwrap();

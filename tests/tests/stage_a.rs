@@ -1,7 +1,7 @@
 //! Stage A end to end: build, store, import, truth and every bad input, all
 //! through the real `lh-host` binary.
 
-use lh_host::store::npz::{to_bytes, Array};
+use lh_host::store::npz::{to_bytes, Array, Packing};
 use lh_tests::{tiny_experiment, Home};
 
 fn first_token(s: &str) -> String {
@@ -173,7 +173,7 @@ fn import_npz(widths: &[i64], w_len: usize, extra: bool) -> Vec<u8> {
         arrays.push(("gamma", Array::F64(&[], &[10.0])));
         arrays.push(("loss", Array::Str("half_sse")));
     }
-    to_bytes(&arrays).unwrap()
+    to_bytes(&arrays, Packing::Deflated).unwrap()
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn import_a_network_trained_elsewhere() {
     assert!(err.contains("notes.npz: not a readable .npz"), "{err}");
 
     let partial = h.path().join("partial.npz");
-    std::fs::write(&partial, to_bytes(&[("X", Array::F64(&[1, 3], &[1.0, 2.0, 3.0]))]).unwrap()).unwrap();
+    std::fs::write(&partial, to_bytes(&[("X", Array::F64(&[1, 3], &[1.0, 2.0, 3.0]))], Packing::Deflated).unwrap()).unwrap();
     let err = h.fails(&["import", "--npz", partial.to_str().unwrap()]);
     assert!(err.contains("no array `Y`"), "{err}");
 

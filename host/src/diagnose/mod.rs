@@ -41,7 +41,9 @@ mod tests {
         let elbo: Vec<f64> = (0..c * t).map(|i| -100.0 + (i % t).min(burn_in) as f64 + 0.1 * (i / t) as f64).collect();
         let shape = [c, t];
         let llc: Vec<f64> = loss.iter().map(|l| 10.0 * (l - 1.0)).collect();
-        let bytes = npz::to_bytes(&[("loss", Array::F64(&shape, &loss)), ("llc", Array::F64(&shape, &llc)), ("elbo", Array::F64(&shape, &elbo))]).unwrap();
+        let bytes =
+            npz::to_bytes(&[("loss", Array::F64(&shape, &loss)), ("llc", Array::F64(&shape, &llc)), ("elbo", Array::F64(&shape, &elbo))], npz::Packing::Stored)
+                .unwrap();
         std::fs::write(dir.join("traces.npz"), bytes).unwrap();
         let m = serde_json::json!({
             "schema": 1, "run_id": "r", "experiment": "dev", "target_id": "tgt_x", "target_hash": "00", "status": "complete",

@@ -71,6 +71,6 @@ fn write_snapshot(dir: &Path, s: &Snapshot<'_>) -> Result<()> {
     arrays.extend(stats.iter().map(|(n, v)| (*n, Array::F64(&shape, v))));
     let observed: Vec<(String, Vec<f64>)> = s.observed.iter().map(|o| (trace_name(&o.name), o.loss.concat())).collect();
     arrays.extend(observed.iter().map(|(n, v)| (n.as_str(), Array::F64(&shape, v))));
-    write_atomic(&dir.join(TRACES), &npz::to_bytes(&arrays)?)?;
+    write_atomic(&dir.join(TRACES), &npz::to_bytes(&arrays, npz::Packing::Stored)?)?;
     write_record(&dir.join(MANIFEST), m)
 }

@@ -16,11 +16,25 @@ pub enum Array<'a> {
     Str(&'a str),
 }
 
-/// An npz archive in memory, deflated, with pinned timestamps.
-pub fn to_bytes(arrays: &[(&str, Array<'_>)]) -> Result<Vec<u8>> {
+/// How an archive's entries are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Deflated (`np.savez_compressed`): for files written once, such as a target's data.
+    Deflated,
+    /// As they are (`np.savez`): for traces rewritten at every checkpoint,
+    /// where deflating millions of draws would take most of the write.
+    Stored,
+}
+
+/// An npz archive in memory, with pinned timestamps.
+pub fn to_bytes(arrays: &[(&str, Array<'_>)], packing: Packing) -> Result<Vec<u8>> {
     let io = |e: std::io::Error| Error::invalid(format!("writing npz: {e}"));
     let mut w = npyz::npz::NpzWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Deflated).last_modified_time(zip::DateTime::default());
+    let method = match packing {
+        Packing::Deflated => zip::CompressionMethod::Deflated,
+        Packing::Stored => zip::CompressionMethod::Stored,
+    };
+    let opts = zip::write::FileOptions::default().compression_method(method).last_modified_time(zip::DateTime::default());
     for (name, arr) in arrays {
         match arr {
             Array::F64(shape, data) => write_one(&mut w, name, shape, data.iter().copied(), opts).map_err(io)?,
@@ -217,21 +231,30 @@ mod tests {
     fn round_trip_and_byte_identical() {
         let x = [1.0, 2.5, -3.0, 4.0, 5.0, 6.0];
         let w = [7i64, 8];
-        let a = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))]).unwrap();
-        let b = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))]).unwrap();
-        assert_eq!(a, b);
-        let mut z = Npz::from_bytes(a, Path::new("mem.npz")).unwrap();
-        assert_eq!(z.names(), vec!["X", "act", "w"]);
-        assert_eq!(z.string("act").unwrap(), "tanh");
-        assert_eq!(z.f64("X").unwrap(), (vec![2, 3], x.to_vec()));
-        assert_eq!(z.f64("w").unwrap().1, vec![7.0, 8.0]);
-        let err = z.f64("Y").unwrap_err().to_string();
-        assert!(err.contains("no array `Y`"), "{err}");
+        for packing in [Packing::Deflated, Packing::Stored] {
+            let a = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))], packing).unwrap();
+            let b = to_bytes(&[("X", Array::F64(&[2, 3], &x)), ("w", Array::I64(&[2], &w)), ("act", Array::Str("tanh"))], packing).unwrap();
+            assert_eq!(a, b);
+            let mut z = Npz::from_bytes(a, Path::new("mem.npz")).unwrap();
+            assert_eq!(z.names(), vec!["X", "act", "w"]);
+            assert_eq!(z.string("act").unwrap(), "tanh");
+            assert_eq!(z.f64("X").unwrap(), (vec![2, 3], x.to_vec()));
+            assert_eq!(z.f64("w").unwrap().1, vec![7.0, 8.0]);
+            let err = z.f64("Y").unwrap_err().to_string();
+            assert!(err.contains("no array `Y`"), "{err}");
+        }
+        // Stored entries hold the 8 bytes of every value as they are; deflated ones of repeats fewer.
+        let ones = [1.0; 1000];
+        let (stored, deflated) = (
+            to_bytes(&[("X", Array::F64(&[1000], &ones))], Packing::Stored).unwrap(),
+            to_bytes(&[("X", Array::F64(&[1000], &ones))], Packing::Deflated).unwrap(),
+        );
+        assert!(stored.len() > 8000 && deflated.len() < 1000, "{} {}", stored.len(), deflated.len());
     }
 
     #[test]
     fn truncated_and_foreign_files_are_errors() {
-        let a = to_bytes(&[("X", Array::F64(&[1], &[1.0]))]).unwrap();
+        let a = to_bytes(&[("X", Array::F64(&[1], &[1.0]))], Packing::Deflated).unwrap();
         let cut = a[..a.len() / 2].to_vec();
         assert!(Npz::from_bytes(cut, Path::new("cut.npz")).is_err());
         let err = Npz::from_bytes(b"hello".to_vec(), Path::new("x.txt")).err().unwrap().to_string();

@@ -41,7 +41,7 @@ pub(super) fn params_npz(spec: &MlpSpec, w_star: &[f64], teacher: Option<&[f64]>
     if let Some(t) = teacher {
         arrays.push(("teacher_theta", Array::F64(&td, t)));
     }
-    npz::to_bytes(&arrays)
+    npz::to_bytes(&arrays, npz::Packing::Deflated)
 }
 
 /// `data.npz`.
@@ -54,7 +54,7 @@ pub(super) fn data_npz(train: &Dataset, test: &Dataset, teacher: Option<(&[f64],
         arrays.push(("Y_teacher", Array::F64(&sy, a)));
         arrays.push(("Y_teacher_test", Array::F64(&ty, b)));
     }
-    npz::to_bytes(&arrays)
+    npz::to_bytes(&arrays, npz::Packing::Deflated)
 }
 
 /// Outcome of [`build`] (and [`super::import`]).
@@ -112,7 +112,8 @@ fn build_quadratic(store: &Store, q: &QuadraticConfig, source: TargetSource) -> 
     let id = source.id();
     let w_star = vec![0.0; q.dim];
     let d = [q.dim];
-    let payload = [("config.json", source.canonical_json().into_bytes()), ("params.npz", npz::to_bytes(&[("w_star", Array::F64(&d, &w_star))])?)];
+    let payload =
+        [("config.json", source.canonical_json().into_bytes()), ("params.npz", npz::to_bytes(&[("w_star", Array::F64(&d, &w_star))], npz::Packing::Deflated)?)];
     let meta = TargetMeta::new(&id, source, q.dim, q.n, 0, 0.0, Precision::F64, None);
     commit(store, id, &payload, meta, false, start)
 }
