@@ -17,6 +17,7 @@ use lh_host::store::Store;
 use lh_host::workflow::{expand, run_job, Job, JobOutcome, JobTarget};
 
 use super::exit::Exit;
+use super::format::variance_line;
 use super::monitor::Bars;
 
 /// Options shared by `sample` and `run`.
@@ -171,8 +172,8 @@ fn print_estimate(label: &str, trace: &str, e: &Estimate) {
         Some(r) => outln!("R̂({trace}) = {r:.4}, ESS bulk = {:.0}, tail = {:.0}", e.ess_bulk, e.ess_tail.unwrap_or(f64::NAN)),
         None => outln!("independent draws: {} in all", e.ess_bulk),
     }
-    if let (Some(v), Some(r)) = (e.variance, e.variance_ratio()) {
-        outln!("Var(nβ·{trace}) = {v:.4} = {r:.3} × λ̂ (≈ 1 × λ̂ for a posterior near its asymptotics)");
+    if let Some(line) = variance_line(e, trace) {
+        outln!("{line}");
     }
 }
 

@@ -71,6 +71,10 @@ mod tests {
         assert!((e.final_per_chain[0] + 81.0).abs() < 1e-12 && (e.final_per_chain[1] + 80.9).abs() < 1e-12, "{e:?}");
         assert!((a.wnv.grad_evals.unwrap() - a.llc.se.powi(2) * 8.0).abs() < 1e-15);
         assert!(a.notes[0].starts_with("independent draws"), "{:?}", a.notes);
+        // These draws spread far less than a posterior's (Var(nβ·L_n) ≈ 0.2 × λ̂): noted.
+        let r = a.llc.variance_ratio().unwrap();
+        assert!((r - a.llc.variance.unwrap() / a.llc.mean).abs() < 1e-12 && r < analysis::VARIANCE_RATIO_BAND.0, "{r}");
+        assert!(a.notes.iter().any(|n| n.starts_with(&format!("Var(nβ·L_n) is {r:.2} × λ̂"))), "{:?}", a.notes);
         for f in ["trace.png", "llc_convergence_combined.png", "elbo.png", "wnv.png"] {
             assert!(a.plots.iter().any(|p| p == f) && dir.path().join("diagnostics").join(f).exists(), "{f}: {:?}", a.plots);
         }

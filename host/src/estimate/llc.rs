@@ -75,7 +75,7 @@ pub fn llc(loss: &[Vec<f64>], burn_in: usize, n_beta: f64, l0: f64, independent:
     let flat = kept.concat();
     let mean = flat.iter().sum::<f64>() / flat.len() as f64;
     let draws_used = kept.first().map_or(0, Vec::len);
-    let variance = (flat.len() >= 2).then(|| flat.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (flat.len() as f64 - 1.0)).filter(|v| v.is_finite());
+    let variance = (flat.len() >= 2).then(|| mcmc::var_ddof1(&flat)).filter(|v| v.is_finite());
     let (se, rhat, ess_bulk, ess_tail) = if independent {
         let sd = |x: &[f64], m: f64| (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt();
         let se = if per_chain.len() >= 2 { sd(&per_chain, mean) / (per_chain.len() as f64).sqrt() } else { sd(&flat, mean) / (flat.len() as f64).sqrt() };

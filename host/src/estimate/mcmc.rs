@@ -61,7 +61,8 @@ pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-fn var_ddof1(v: &[f64]) -> f64 {
+/// Sample variance (ddof 1).
+pub fn var_ddof1(v: &[f64]) -> f64 {
     let m = mean(v);
     v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)
 }
